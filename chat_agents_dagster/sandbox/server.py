@@ -1,0 +1,184 @@
+"""The sandbox server: lifecycle, the per-request check pipeline and the test-facing knobs."""
+
+import hmac
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from chat_agents_dagster.sandbox import routes
+from chat_agents_dagster.sandbox.config import SandboxConfig
+from chat_agents_dagster.sandbox.handler import SandboxHTTPServer
+from chat_agents_dagster.sandbox.knobs import Failure, Hook, Knobs, retry_after
+from chat_agents_dagster.sandbox.responses import (
+    Reply,
+    injected,
+    json_reply,
+    not_found,
+    rate_limited,
+    server_error,
+    unauthorized,
+)
+from chat_agents_dagster.sandbox.stats import Stats
+from chat_agents_dagster.sandbox.world import World
+
+logger = logging.getLogger("chat_agents_dagster.sandbox")
+
+
+def _authorized(header: str | None, api_key: str) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), api_key)
+
+
+class SandboxServer:
+    """A Mistral-compatible Agents API over loopback, serving `world` as `config` dictates.
+
+    Binds on construction (port 0 picks a free one); `start()` serves from a daemon thread and
+    `stop()` also closes idle keep-alive connections. `config` may be changed while running.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        config: SandboxConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.world = world
+        self.config = config if config is not None else SandboxConfig()
+        self.stats = Stats()
+        self._knobs = Knobs(self.config.seed)
+        self._httpd = SandboxHTTPServer((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
+
+    def start(self) -> "SandboxServer":
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"sandbox-{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+            logger.debug("sandbox serving at %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.close_connections()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        route: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> None:
+        """Answer the next `n` /v1 requests (those of `route`, a template such as
+        "GET /v1/agents/{agent_id}", if given) with `status`, after the auth check.
+
+        body None sends the status's usual body; str or bytes go out raw, anything else as
+        JSON. headers None keeps the usual headers (a 429 gets Retry-After: 1 in the configured
+        format); given headers replace them.
+        """
+        if n > 0:
+            self._knobs.add_failure(Failure(n, status, route, headers, body))
+
+    def on_request(self, route: str, callback: Hook) -> None:
+        """Run `callback(server, path_params)` once, just before the next request of `route`
+        (a template) is answered, after every other check has let it through."""
+        self._knobs.add_hook(route, callback)
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        authorization: str | None,
+        body: bytes,
+    ) -> Reply:
+        """Answer one request; the HTTP handler calls this from its connection thread."""
+        if path.startswith("/_sandbox/"):
+            return self._admin(method, path)
+        if not path.startswith("/v1/"):
+            return not_found()
+        found = routes.match(method, path)
+        self.stats.record_request(found.template)
+        try:
+            reply = self._pipeline(found, method, query, authorization, body)
+        except Exception:
+            logger.exception("sandbox failed answering %s", found.template)
+            reply = server_error(500)
+        # Recorded before the reply is written, so a client that reads stats right after its
+        # answer sees it counted.
+        self.stats.record_status(reply.status)
+        return reply
+
+    def _pipeline(
+        self,
+        found: routes.Match,
+        method: str,
+        query: dict[str, list[str]],
+        authorization: str | None,
+        body: bytes,
+    ) -> Reply:
+        config = self.config
+        if config.api_key is not None and not _authorized(authorization, config.api_key):
+            return unauthorized()
+        failure = self._knobs.take_failure(found.template)
+        if failure is not None:
+            wait = retry_after(1, config.retry_after_format)
+            return injected(failure.status, failure.headers, failure.body, wait)
+        wait_s = self._knobs.admit(config.rps_limit)
+        if wait_s is not None:
+            return rate_limited(retry_after(wait_s, config.retry_after_format))
+        fault = self._knobs.fault(config.fault_rate) if method == "GET" else None
+        if fault is not None:
+            return server_error(fault)
+        if config.latency_s > 0:
+            time.sleep(config.latency_s)
+        for hook in self._knobs.take_hooks(found.template):
+            hook(self, dict(found.params))
+        request = routes.Request(found.params, query, body, self.world, config)
+        return routes.answer(found, request)
+
+    def _admin(self, method: str, path: str) -> Reply:
+        if (method, path) == ("GET", "/_sandbox/stats"):
+            return json_reply(200, self.stats.snapshot())
+        if (method, path) == ("POST", "/_sandbox/reset-stats"):
+            self.stats.reset()
+            return json_reply(200, self.stats.snapshot())
+        return not_found()

@@ -1,0 +1,77 @@
+"""The one table every layer reads: endpoints, table names, primary keys and parent links.
+
+The dlt source builds its resources from it, the Dagster translator derives lineage from it and the
+asset checks derive their key checks from it, so adding an endpoint is one row here. This module
+imports nothing from dlt or Dagster so that both layers can share it.
+"""
+
+from dataclasses import dataclass
+
+SOURCE_NAME = "chat_agents_source"
+PIPELINE_NAME = "chat_agents_pipeline"
+DATASET_NAME = "chat_agents_data"
+DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
+
+# The settings that can hold the API key, named in every error that is about the key.
+API_KEY_SETTINGS = (
+    "[sources.chat_agents_source] api_key in .dlt/secrets.toml",
+    "the environment variable SOURCES__CHAT_AGENTS_SOURCE__API_KEY",
+    "MISTRAL_API_KEY",
+)
+
+# Page-size bounds from Mistral's OpenAPI document; the largest allowed size is the default so that
+# a listing costs as few requests as the API permits.
+AGENTS_PAGE_SIZE_MAX = 1000
+VERSIONS_PAGE_SIZE_MAX = 100
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One loaded table: where its rows come from and how they are keyed."""
+
+    name: str
+    path: str
+    primary_key: tuple[str, ...]
+    parent: str | None
+    description: str
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        name="agents",
+        path="agents/pages",
+        primary_key=("id",),
+        parent=None,
+        description="One row per agent in the organisation, as the agent listing returns it.",
+    ),
+    TableSpec(
+        name="agent_detail",
+        path="agents/{agent_id}",
+        primary_key=("id",),
+        parent="agents",
+        description="One row per agent: its active version in full, from GET /agents/{id}.",
+    ),
+    TableSpec(
+        name="agent_versions",
+        path="agents/{agent_id}/versions",
+        primary_key=("agent_id", "version"),
+        parent="agents",
+        description="One row per version of each agent: the snapshot the version listing returns.",
+    ),
+    TableSpec(
+        name="agent_aliases",
+        path="agents/{agent_id}/aliases",
+        primary_key=("agent_id", "alias"),
+        parent="agents",
+        description="One row per version alias of each agent, with the version it points at.",
+    ),
+    TableSpec(
+        name="agent_version_detail",
+        path="agents/{agent_id}/versions/{version}",
+        primary_key=("agent_id", "version"),
+        parent="agent_versions",
+        description="One row per version of each agent, from GET /agents/{id}/versions/{v}.",
+    ),
+)
+
+TABLES_BY_NAME: dict[str, TableSpec] = {table.name: table for table in TABLES}

@@ -1,0 +1,59 @@
+"""Load the Agents API into the configured destination without Dagster, and say what was loaded.
+
+python -m chat_agents_dagster.source        (or the console script chat-agents-load)
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from chat_agents_dagster.source.api import RequestStats
+from chat_agents_dagster.source.pipeline import make_pipeline, table_row_counts
+from chat_agents_dagster.source.resources import chat_agents_source
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None or getattr(error, "exception", None) is not None:
+        error = getattr(error, "exception", None) or error.__cause__  # type: ignore[assignment]
+    return error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    stats = RequestStats()
+    pipeline = make_pipeline()
+    try:
+        pipeline.run(chat_agents_source(request_stats=stats))
+    except PipelineStepFailed as error:
+        sys.stderr.write(f"Load failed in the {error.step} step: {_root_cause(error)}\n")
+        return 1
+
+    destination = pipeline.destination.destination_name
+    rows = table_row_counts(pipeline)
+    if args.json:
+        summary = {
+            "destination": destination,
+            "dataset": pipeline.dataset_name,
+            "rows": rows,
+            "requests": stats.as_dict(),
+        }
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return 0
+    sys.stdout.write(f"Loaded into {destination} dataset {pipeline.dataset_name}:\n")
+    for table, count in rows.items():
+        sys.stdout.write(f"  {table:<22} {count:>8} rows\n")
+    sys.stdout.write(f"API requests: {stats.total}\n")
+    for endpoint, count in stats.as_dict()["by_endpoint"].items():
+        sys.stdout.write(f"  {endpoint:<42} {count:>6}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Mistral's Agents API through dlt's REST client: auth, error translation and request accounting.
+
+Retries (429 with Retry-After, 5xx, timeouts, dropped connections) are dlt's own: its session
+retries by status and honours Retry-After, bounded by the `[runtime] request_*` settings. This
+module only decides what an answer means: 401/403 end the run at once, 404 on a child is "gone".
+"""
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.paginators import (
+    BasePaginator,
+    JSONResponseCursorPaginator,
+)
+from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from requests import HTTPError, Response
+
+from chat_agents_dagster.settings import API_KEY_SETTINGS
+from chat_agents_dagster.source.paginators import ExactPagePaginator
+
+logger = logging.getLogger(__name__)
+
+# Endpoint templates, the unit of request accounting.
+AGENTS_CURSOR = "GET /agents/pages"
+AGENTS_LEGACY = "GET /agents"
+AGENT = "GET /agents/{agent_id}"
+VERSIONS = "GET /agents/{agent_id}/versions"
+VERSION = "GET /agents/{agent_id}/versions/{version}"
+ALIASES = "GET /agents/{agent_id}/aliases"
+
+
+class ApiAuthError(HTTPError):
+    """The API refused the key (401/403). Never retried; the message names where the key lives."""
+
+
+class ApiNotFoundError(HTTPError):
+    """404: the agent or version is gone, or the base URL points at the wrong place."""
+
+
+class RequestStats:
+    """Thread-safe counts of the API's answers by endpoint and by status, retries included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_endpoint: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+
+    def record(self, endpoint: str, status: int) -> None:
+        with self._lock:
+            self.by_endpoint[endpoint] += 1
+            self.by_status[status] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "total": sum(self.by_endpoint.values()),
+                "by_endpoint": dict(sorted(self.by_endpoint.items())),
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            }
+
+
+def _raise_for(endpoint: str, response: Response) -> None:
+    status = response.status_code
+    where = f"{endpoint} ({sanitize_url(response.url)})"
+    if status in (401, 403):
+        raise ApiAuthError(
+            f"The Mistral API answered {status} to {where}: the API key was refused. Set a valid"
+            f" key in {API_KEY_SETTINGS[0]}, {API_KEY_SETTINGS[1]} or {API_KEY_SETTINGS[2]}.",
+            response=response,
+        )
+    if status == 404:
+        raise ApiNotFoundError(f"The Mistral API answered 404 to {where}.", response=response)
+    if status >= 400:
+        raise HTTPError(f"The Mistral API answered {status} to {where}.", response=response)
+
+
+class AgentsApi:
+    """Typed reads of the six GET routes. One instance per run; safe to share across threads."""
+
+    def __init__(self, base_url: str, api_key: str, stats: RequestStats) -> None:
+        self.base_url = base_url
+        self.stats = stats
+        self._auth = BearerTokenAuth(api_key)
+        # dlt's Client builds one retrying session per thread, configured from [runtime].
+        self._http = Client(raise_for_status=False)
+        self._local = threading.local()
+
+    def _client(self) -> RESTClient:
+        client: RESTClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = RESTClient(base_url=self.base_url, auth=self._auth, session=self._http.session)
+            self._local.client = client
+        return client
+
+    def _hooks(self, endpoint: str) -> dict[str, Any]:
+        # Requests calls response hooks inside the retried send, so every attempt is counted and an
+        # HTTPError carrying the response lets dlt's retry decide by status.
+        def on_response(response: Response, *args: Any, **kwargs: Any) -> None:
+            self.stats.record(endpoint, response.status_code)
+            _raise_for(endpoint, response)
+
+        return {"response": [on_response]}
+
+    def _pages(
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, Any],
+        paginator: BasePaginator,
+        data_selector: str = "$",
+    ) -> Iterator[list[Any]]:
+        for page in self._client().paginate(
+            path,
+            params=params,
+            paginator=paginator,
+            data_selector=data_selector,
+            hooks=self._hooks(endpoint),
+        ):
+            yield list(page)
+
+    def _get(self, endpoint: str, path: str) -> Any:
+        return self._client().get(path, hooks=self._hooks(endpoint)).json()
+
+    def agent_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        """Every agent, a page at a time: the cursor listing, or the legacy page list where the
+        server has no cursor listing (it answers 404 before any page was read)."""
+        cursor = JSONResponseCursorPaginator(
+            cursor_path="next_page_token", cursor_param="page_token"
+        )
+        pages = self._pages(AGENTS_CURSOR, "agents/pages", {"page_size": page_size}, cursor, "data")
+        try:
+            first = next(pages, None)
+        except ApiNotFoundError:
+            logger.warning(
+                "%s answered 404; listing agents with the legacy GET /agents", AGENTS_CURSOR
+            )
+            try:
+                yield from self._pages(
+                    AGENTS_LEGACY, "agents", {"page_size": page_size}, ExactPagePaginator()
+                )
+            except ApiNotFoundError as error:
+                raise ApiNotFoundError(
+                    f"{error} Neither agent listing exists at {self.base_url}: check the"
+                    " setting base_url (SOURCES__CHAT_AGENTS_SOURCE__BASE_URL); Mistral's ends"
+                    " in /v1.",
+                    response=error.response,
+                ) from None
+            return
+        if first is not None:
+            yield first
+            yield from pages
+
+    def agent(self, agent_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(AGENT, f"agents/{agent_id}")
+        return result
+
+    def versions(self, agent_id: str, expected: int, page_size: int) -> list[dict[str, Any]]:
+        """All versions of an agent; `expected` (its `versions` count, 0 if unknown) ends the
+        listing without asking for an empty page."""
+        paginator = ExactPagePaginator(expected_items=expected or None)
+        path = f"agents/{agent_id}/versions"
+        return [
+            row
+            for page in self._pages(VERSIONS, path, {"page_size": page_size}, paginator)
+            for row in page
+        ]
+
+    def version(self, agent_id: str, version: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(VERSION, f"agents/{agent_id}/versions/{version}")
+        return result
+
+    def aliases(self, agent_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get(ALIASES, f"agents/{agent_id}/aliases")
+        return result

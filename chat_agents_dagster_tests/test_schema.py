@@ -1,0 +1,201 @@
+"""What lands in the warehouse: free-form objects as JSON, unknown fields and tool types kept,
+credentials never in clear, and a schema that does not grow with users' tool definitions."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.source.rows import REDACTED
+from chat_agents_dagster_tests.helpers import API_KEY, columns, load, point_at, query, table_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def all_snapshots(world: World) -> list[dict[str, Any]]:
+    return [v for a in world.agents() for v in world.versions(a["id"])] + world.agents()
+
+
+def credentials(world: World) -> set[str]:
+    return {
+        tool["authorization"]["value"]
+        for snapshot in all_snapshots(world)
+        for tool in snapshot.get("tools") or []
+        if isinstance(tool.get("authorization"), dict) and tool["authorization"].get("value")
+    }
+
+
+def every_value(pipeline: dlt.Pipeline) -> str:
+    dumps = []
+    for table in sorted(table_names(pipeline)):
+        dumps.append(json.dumps(query(pipeline, f"SELECT * FROM {{dataset}}.{table}"), default=str))
+    return "\n".join(dumps)
+
+
+def test_free_form_objects_are_json_columns_not_flattened(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    pipeline, _ = load()
+    schema = pipeline.default_schema
+
+    for table in ("agents", "agent_detail", "agent_versions", "agent_version_detail"):
+        cols = schema.get_table_columns(table)
+        assert cols["metadata"]["data_type"] == "json"
+        assert cols["completion_args__response_format__json_schema"]["data_type"] == "json"
+        assert cols["completion_args__stop"]["data_type"] == "json"
+        assert not [c for c in cols if c.startswith(("metadata__", "completion_args__stop__"))]
+        tool_cols = schema.get_table_columns(f"{table}__tools")
+        for column in ("function__parameters", "tool_configuration", "library_ids"):
+            assert tool_cols[column]["data_type"] == "json"
+        assert not [c for c in tool_cols if c.startswith("function__parameters__")]
+        guardrail_cols = schema.get_table_columns(f"{table}__guardrails")
+        for version in ("v1", "v2"):
+            column = f"moderation_llm_{version}__custom_category_thresholds"
+            assert guardrail_cols[column]["data_type"] == "json"
+    assert "agents__versions" in table_names(pipeline)
+
+
+def test_unknown_fields_and_unknown_tool_types_are_kept(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    known_tool_types = {
+        "function",
+        "web_search",
+        "web_search_premium",
+        "code_interpreter",
+        "image_generation",
+        "document_library",
+        "connector",
+    }
+    agents = sandbox.world.agents()
+    unknown_types = {
+        tool["type"]
+        for a in agents
+        for tool in a["tools"] or []
+        if tool["type"] not in known_tool_types
+    }
+    known_fields = set(dlt_known_agent_fields())
+    unknown_fields = {field for a in agents for field in a if field not in known_fields}
+    assert unknown_types and unknown_fields
+
+    pipeline, _ = load()
+
+    loaded_types = {row[0] for row in query(pipeline, "SELECT type FROM {dataset}.agents__tools")}
+    assert unknown_types <= loaded_types
+    loaded_names = set(columns(pipeline, "agents")) | {
+        t.removeprefix("agents__") for t in table_names(pipeline)
+    }
+    for field in unknown_fields:
+        assert any(name == field or name.startswith(f"{field}__") for name in loaded_names), field
+
+
+def dlt_known_agent_fields() -> list[str]:
+    from mistralai.client.models import Agent
+
+    return [field.alias or name for name, field in Agent.model_fields.items()]
+
+
+def test_no_credential_is_stored_in_clear_anywhere(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    secrets = credentials(sandbox.world)
+    assert secrets
+
+    pipeline, _ = load()
+
+    everything = every_value(pipeline)
+    assert [secret for secret in secrets if secret in everything] == []
+    assert API_KEY not in everything
+    redacted = query(
+        pipeline,
+        "SELECT COUNT(*) FROM {dataset}.agents__tools WHERE authorization__value = '"
+        + REDACTED
+        + "'",
+    )
+    assert redacted[0][0] > 0
+
+
+def test_a_new_function_tool_with_new_parameter_names_adds_no_column(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    pipeline, _ = load()
+    before = {table: columns(pipeline, table) for table in table_names(pipeline)}
+
+    agent_id = sandbox.world.agents()[0]["id"]
+    sandbox.world.update_agent(
+        agent_id,
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup_invoice_zz",
+                    "description": "never seen before",
+                    "strict": True,
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"brand_new_field_q": {"type": "string"}},
+                        "required": ["brand_new_field_q"],
+                    },
+                },
+            }
+        ],
+        metadata={"never_seen_key_x": {"deep": [1, 2]}},
+    )
+    pipeline, _ = load()
+    after = {table: columns(pipeline, table) for table in table_names(pipeline)}
+
+    assert after == before
+    stored = query(
+        pipeline,
+        "SELECT function__parameters FROM {dataset}.agents__tools"
+        " WHERE function__name = 'lookup_invoice_zz'",
+    )
+    assert "brand_new_field_q" in str(stored[0][0])
+
+
+def test_importing_the_source_does_not_import_dagster() -> None:
+    code = (
+        "import sys, chat_agents_dagster.source, chat_agents_dagster.source.__main__;"
+        " sys.exit('dagster' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_standalone_run_loads_and_prints_what_it_loaded(
+    sandbox: SandboxServer, isolated: Path
+) -> None:
+    env = {
+        **os.environ,
+        "SOURCES__CHAT_AGENTS_SOURCE__BASE_URL": sandbox.base_url,
+        "SOURCES__CHAT_AGENTS_SOURCE__API_KEY": API_KEY,
+    }
+    command = [sys.executable, "-m", "chat_agents_dagster.source", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=isolated)
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    world = sandbox.world
+    assert summary["rows"]["agents"] == len(world.agents())
+    assert summary["rows"]["agent_versions"] == sum(
+        len(world.versions(a["id"])) for a in world.agents()
+    )
+    assert summary["requests"]["total"] == sandbox.stats.total()
+    assert (isolated / "warehouse.duckdb").exists()
+
+
+def test_the_committed_dlt_config_turns_telemetry_off_and_keeps_the_duckdb_file_apart() -> None:
+    config = tomllib.loads((REPO / ".dlt" / "config.toml").read_text())
+    assert config["runtime"]["dlthub_telemetry"] is False
+    assert config["destination"]["duckdb"]["credentials"] == "chat_agents.duckdb"
