@@ -11,6 +11,9 @@ SOURCE_NAME = "chat_agents_source"
 PIPELINE_NAME = "chat_agents_pipeline"
 DATASET_NAME = "chat_agents_data"
 DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
+# Never named like the dataset (chat_agents_data.duckdb): DuckDB then cannot tell the catalog
+# from the schema and the load fails.
+DEFAULT_DUCKDB_FILE = "chat_agents.duckdb"
 
 # The settings that can hold the API key, named in every error that is about the key.
 API_KEY_SETTINGS = (
@@ -26,14 +29,33 @@ VERSIONS_PAGE_SIZE_MAX = 100
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Every row's `columns` must match a row of `table` on `table_columns` (a foreign key)."""
+
+    columns: tuple[str, ...]
+    table: str
+    table_columns: tuple[str, ...]
+
+
+AGENT_REFERENCE = Reference(("agent_id",), "agents", ("id",))
+VERSION_REFERENCE = Reference(("agent_id", "version"), "agent_versions", ("agent_id", "version"))
+
+
+@dataclass(frozen=True)
 class TableSpec:
-    """One loaded table: where its rows come from and how they are keyed."""
+    """One loaded table: where its rows come from, how they are keyed, what they must match.
+
+    `one_row_per` names the set the table must cover exactly: "agent" (one row per row of
+    `agents`) or "listed_version" (one row per entry of each agent's `versions` list).
+    """
 
     name: str
     path: str
     primary_key: tuple[str, ...]
     parent: str | None
     description: str
+    references: tuple[Reference, ...] = ()
+    one_row_per: str | None = None
 
 
 TABLES: tuple[TableSpec, ...] = (
@@ -50,6 +72,8 @@ TABLES: tuple[TableSpec, ...] = (
         primary_key=("id",),
         parent="agents",
         description="One row per agent: its active version in full, from GET /agents/{id}.",
+        references=(Reference(("id",), "agents", ("id",)),),
+        one_row_per="agent",
     ),
     TableSpec(
         name="agent_versions",
@@ -57,6 +81,8 @@ TABLES: tuple[TableSpec, ...] = (
         primary_key=("agent_id", "version"),
         parent="agents",
         description="One row per version of each agent: the snapshot the version listing returns.",
+        references=(AGENT_REFERENCE,),
+        one_row_per="listed_version",
     ),
     TableSpec(
         name="agent_aliases",
@@ -64,6 +90,7 @@ TABLES: tuple[TableSpec, ...] = (
         primary_key=("agent_id", "alias"),
         parent="agents",
         description="One row per version alias of each agent, with the version it points at.",
+        references=(AGENT_REFERENCE, VERSION_REFERENCE),
     ),
     TableSpec(
         name="agent_version_detail",
@@ -71,6 +98,8 @@ TABLES: tuple[TableSpec, ...] = (
         primary_key=("agent_id", "version"),
         parent="agent_versions",
         description="One row per version of each agent, from GET /agents/{id}/versions/{v}.",
+        references=(AGENT_REFERENCE, VERSION_REFERENCE),
+        one_row_per="listed_version",
     ),
 )
 

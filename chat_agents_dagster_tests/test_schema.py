@@ -195,7 +195,22 @@ def test_the_standalone_run_loads_and_prints_what_it_loaded(
     assert (isolated / "warehouse.duckdb").exists()
 
 
-def test_the_committed_dlt_config_turns_telemetry_off_and_keeps_the_duckdb_file_apart() -> None:
+def test_the_committed_dlt_config_turns_telemetry_off_and_loads_without_error() -> None:
     config = tomllib.loads((REPO / ".dlt" / "config.toml").read_text())
     assert config["runtime"]["dlthub_telemetry"] is False
-    assert config["destination"]["duckdb"]["credentials"] == "chat_agents.duckdb"
+    assert config["sources"]["chat_agents_source"]["base_url"] == "https://api.mistral.ai/v1"
+
+
+def test_the_duckdb_file_defaults_to_chat_agents_duckdb_and_follows_the_dlt_setting(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS")
+    load()
+    assert (isolated / "chat_agents.duckdb").exists()
+
+    elsewhere = isolated / "elsewhere" / "agents.duckdb"
+    elsewhere.parent.mkdir()
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(elsewhere))
+    load()
+    assert elsewhere.exists()

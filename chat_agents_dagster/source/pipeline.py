@@ -1,11 +1,18 @@
 """The pipeline the source loads through, and row counts read back from any SQL destination."""
 
+from collections.abc import Iterable
 from typing import Any
 
 import dlt
 from dlt.common.destination import TDestinationReferenceArg
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from chat_agents_dagster.settings import DATASET_NAME, PIPELINE_NAME, TABLES
+from chat_agents_dagster.settings import (
+    DATASET_NAME,
+    DEFAULT_DUCKDB_FILE,
+    PIPELINE_NAME,
+    TABLES_BY_NAME,
+)
 
 
 def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
@@ -17,6 +24,11 @@ def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
     """
     if destination is None:
         destination = dlt.config.get("destination_type", str) or "duckdb"
+    if destination == "duckdb" and dlt.secrets.get("destination.duckdb.credentials") is None:
+        # dlt would name the file after the pipeline. The default lives here, not in
+        # .dlt/config.toml, because dlt treats credentials as secrets and refuses them there;
+        # it applies only when no setting names a file, so it never shadows one.
+        destination = dlt.destinations.duckdb(credentials=DEFAULT_DUCKDB_FILE)
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         destination=destination,
@@ -24,12 +36,18 @@ def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
     )
 
 
-def table_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
-    """Rows in each of the five tables, through dlt's SQL client so any SQL destination works."""
+def table_row_counts(
+    pipeline: dlt.Pipeline, tables: Iterable[str] = TABLES_BY_NAME
+) -> dict[str, int]:
+    """Rows in each table, through dlt's SQL client so any SQL destination works; a table that
+    was never created (no rows ever loaded) counts 0."""
     counts: dict[str, int] = {}
     with pipeline.sql_client() as client:
-        for table in TABLES:
-            name = client.make_qualified_table_name(table.name)
-            rows: Any = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
-            counts[table.name] = int(rows[0][0])
+        for table in tables:
+            name = client.make_qualified_table_name(table)
+            try:
+                rows: Any = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+            except DatabaseUndefinedRelation:
+                rows = [(0,)]
+            counts[table] = int(rows[0][0])
     return counts
