@@ -1,17 +1,42 @@
-"""The whole thing offline: start the sandbox API, load it into DuckDB, print what was loaded.
+"""The whole thing offline: start the sandbox API, run `chat_agents_job` through Dagster into
+DuckDB, and print what was loaded and what the checks said.
 
-chat-agents-demo [--agents 200] [--port 0]
+    chat-agents-demo [--agents 200] [--port 0]
 """
 
 import argparse
-import logging
 import os
 import sys
+import time
+
+import dagster as dg
 
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
-from chat_agents_dagster.source.__main__ import main as load_main
 
 SANDBOX_KEY = "sandbox-key"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _summary(result: dg.ExecuteInProcessResult, seconds: float) -> str:
+    outcome = "succeeded" if result.success else "FAILED"
+    lines = [f"chat_agents_job {outcome} in {seconds:.1f} s (run {result.run_id})", ""]
+    requests = 0
+    lines.append(f"  {'table':<40} {'rows':>8}")
+    for event in result.asset_materializations_for_node("chat_agents_load"):
+        metadata = {name: value.value for name, value in event.metadata.items()}
+        table = str(metadata["dagster/table_name"])
+        lines.append(f"  {table:<40} {metadata['dagster/row_count']:>8}")
+        requests = int(str(metadata["api_requests"]))
+    evaluations = result.get_asset_check_evaluations()
+    failed = [e for e in evaluations if not e.passed]
+    lines += ["", f"  API requests: {requests}"]
+    lines.append(f"  Checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed")
+    for evaluation in failed:
+        lines.append(
+            f"    {evaluation.asset_key.to_user_string()} {evaluation.check_name}"
+            f" ({evaluation.severity.value})"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +46,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated world")
     parser.add_argument("--port", type=int, default=0, help="sandbox port (0: any free port)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     world = World.generate(agents=args.agents, seed=args.seed, max_versions=args.max_versions)
     with SandboxServer(world, SandboxConfig(api_key=SANDBOX_KEY), port=args.port) as server:
         sys.stdout.write(f"Sandbox API with {args.agents} agents at {server.base_url}\n")
         os.environ["SOURCES__CHAT_AGENTS_SOURCE__BASE_URL"] = server.base_url
         os.environ["SOURCES__CHAT_AGENTS_SOURCE__API_KEY"] = SANDBOX_KEY
-        return load_main([])
+        # Imported here: the code location reads its deployment settings when it loads.
+        from chat_agents_dagster.definitions import defs
+
+        job = defs.resolve_job_def("chat_agents_job")
+        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+        started = time.monotonic()
+        result = job.execute_in_process(
+            instance=instance or dg.DagsterInstance.ephemeral(),
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+        sys.stdout.write(_summary(result, time.monotonic() - started))
+    destination = os.environ.get("DESTINATION__DUCKDB__CREDENTIALS", "chat_agents.duckdb")
+    sys.stdout.write(
+        f"\nLoaded into DuckDB file {destination}, dataset chat_agents_data.\n"
+        "Next: browse lineage and checks in the UI (README, 'The Dagster UI').\n"
+    )
+    return 0 if result.success else 1
 
 
 if __name__ == "__main__":

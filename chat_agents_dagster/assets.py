@@ -1,0 +1,81 @@
+"""The five tables as one dlt multi-asset: one op, subsettable, one asset per table."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource, dlt_assets
+
+from chat_agents_dagster.settings import (
+    AGENTS_PAGE_SIZE_MAX,
+    DEFAULT_BASE_URL,
+    VERSIONS_PAGE_SIZE_MAX,
+)
+from chat_agents_dagster.source import RequestStats, chat_agents_source, make_pipeline
+from chat_agents_dagster.source.pipeline import table_row_counts
+from chat_agents_dagster.translator import ChatAgentsTranslator, qualified_table_name
+
+# One pool for every op that writes the pipeline's state and warehouse: two runs of it at once
+# would race on both. dagster.yaml limits the pool to one run at a time.
+POOL = "chat_agents_pipeline"
+
+
+def _definition_source() -> Any:
+    # Only its resources' names and hints are read at load time. Every argument is given so that
+    # dlt resolves nothing, in particular no secret, while the code location loads; runs build a
+    # fresh source from configuration (see the asset body).
+    return chat_agents_source(
+        api_key=None,
+        base_url=DEFAULT_BASE_URL,
+        agents_page_size=AGENTS_PAGE_SIZE_MAX,
+        versions_page_size=VERSIONS_PAGE_SIZE_MAX,
+    )
+
+
+def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefinition:
+    @dlt_assets(
+        dlt_source=_definition_source(),
+        dlt_pipeline=make_pipeline(),
+        name="chat_agents_load",
+        dagster_dlt_translator=translator,
+        pool=POOL,
+    )
+    def chat_agents_load(
+        context: dg.AssetExecutionContext, dlt: DagsterDltResource
+    ) -> Iterator[dg.MaterializeResult]:
+        stats = RequestStats()
+        # A fresh source and pipeline every run: dagster-dlt fails a second run of one source
+        # object in the same process (dagster-io/dagster#34052), and configuration may change.
+        pipeline = make_pipeline()
+        results = list(
+            dlt.run(
+                context=context,
+                dlt_source=chat_agents_source(request_stats=stats),
+                dlt_pipeline=pipeline,
+            )
+        )
+        requests = stats.as_dict()
+        context.log.info(f"Mistral API answers this run: {requests}")
+        tables = [result.asset_key.path[-1] for result in results if result.asset_key]
+        counts = table_row_counts(pipeline, tables)
+        for result, table in zip(results, tables, strict=True):
+            # dagster-dlt omits rows_loaded for a table that loaded nothing and names the table
+            # after the schema, not the dataset; both are set right here.
+            metadata = dict(result.metadata or {})
+            loaded = metadata.get("rows_loaded")
+            if isinstance(loaded, dg.IntMetadataValue):
+                loaded = loaded.value
+            yield dg.MaterializeResult(
+                asset_key=result.asset_key,
+                metadata={
+                    **metadata,
+                    "rows_loaded": dg.MetadataValue.int(loaded if isinstance(loaded, int) else 0),
+                    "dagster/row_count": dg.MetadataValue.int(counts[table]),
+                    "dagster/table_name": qualified_table_name(table),
+                    "api_requests": dg.MetadataValue.int(requests["total"]),
+                    "api_requests_by_endpoint": dg.MetadataValue.json(requests["by_endpoint"]),
+                    "api_answers_by_status": dg.MetadataValue.json(requests["by_status"]),
+                },
+            )
+
+    return chat_agents_load

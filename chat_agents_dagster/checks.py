@@ -1,0 +1,245 @@
+"""Asset checks on keys and row counts, in plain SQL through dlt's SQL client, so the same checks
+run on DuckDB, PostgreSQL or any SQL destination. Which checks exist follows from settings.py:
+every table's primary key, every reference, every "one row per" rule, and a guard against a
+table silently emptied while the API reported rows."""
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import dagster as dg
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.sql_client import SqlClientBase
+
+from chat_agents_dagster.settings import TABLES, Reference, TableSpec
+from chat_agents_dagster.source import make_pipeline
+from chat_agents_dagster.translator import table_asset_key
+
+SAMPLE = 10
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+
+
+class Sql:
+    """Qualified, quoted SQL for one destination; a table that does not exist reads as empty."""
+
+    def __init__(self, client: SqlClientBase[Any]) -> None:
+        self.client = client
+
+    def table(self, name: str) -> str:
+        return self.client.make_qualified_table_name(name)
+
+    def names(self, *names: str) -> list[str]:
+        return [self.client.escape_column_name(name) for name in names]
+
+    def cols(self, names: tuple[str, ...], alias: str) -> list[str]:
+        return [f"{alias}.{name}" for name in self.names(*names)]
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            return [tuple(row) for row in self.client.execute_sql(sql) or []]
+        except DatabaseUndefinedRelation:
+            return []
+
+    def count(self, sql: str) -> int:
+        found = self.rows(f"SELECT COUNT(*) FROM ({sql}) counted")
+        return int(found[0][0]) if found else 0
+
+    def offending(self, sql: str) -> tuple[int, list[tuple[Any, ...]]]:
+        return self.count(sql), self.rows(f"{sql} LIMIT {SAMPLE}")
+
+
+def _result(
+    table: str,
+    check: str,
+    offending: tuple[int, list[tuple[Any, ...]]],
+    severity: dg.AssetCheckSeverity,
+    **figures: int,
+) -> dg.AssetCheckResult:
+    count, sample = offending
+    return dg.AssetCheckResult(
+        asset_key=table_asset_key(table),
+        check_name=check,
+        passed=count == 0,
+        severity=severity,
+        metadata={
+            **{name: dg.MetadataValue.int(value) for name, value in figures.items()},
+            "offending": dg.MetadataValue.int(count),
+            "offending_sample": dg.MetadataValue.json([[str(v) for v in row] for row in sample]),
+        },
+    )
+
+
+def _listed_versions(sql: Sql) -> str:
+    """(agent_id, version) for every entry of every agent's `versions` list."""
+    agent_id, dlt_id = sql.cols(("id", "_dlt_id"), "a")
+    value, parent = sql.cols(("value", "_dlt_parent_id"), "v")
+    agent_alias, version_alias = sql.names("agent_id", "version")
+    return (
+        f"SELECT {agent_id} AS {agent_alias}, {value} AS {version_alias} FROM"
+        f" {sql.table('agents')} a JOIN {sql.table('agents__versions')} v ON {parent} = {dlt_id}"
+    )
+
+
+def _missing(sql: Sql, left: str, left_cols: list[str], right: str, right_cols: list[str]) -> str:
+    """Rows of `left` (a query or table, aliased l) with no row of `right` (aliased r)."""
+    on = " AND ".join(f"{lc} = {rc}" for lc, rc in zip(left_cols, right_cols, strict=True))
+    return (
+        f"SELECT {', '.join(left_cols)} FROM {left} l LEFT JOIN {right} r ON {on}"
+        f" WHERE {right_cols[0]} IS NULL"
+    )
+
+
+def check_primary_key(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.AssetCheckResult:
+    keys = ", ".join(sql.cols(table.primary_key, "t"))
+    name = sql.table(table.name)
+    null = " OR ".join(f"{col} IS NULL" for col in sql.cols(table.primary_key, "t"))
+    nulls = sql.count(f"SELECT * FROM {name} t WHERE {null}")
+    duplicates = sql.offending(
+        f"SELECT {keys}, COUNT(*) AS copies FROM {name} t GROUP BY {keys} HAVING COUNT(*) > 1"
+    )
+    offending = (duplicates[0] + nulls, duplicates[1])
+    rows = sql.count(f"SELECT * FROM {name} t")
+    return _result(
+        table.name,
+        "primary_key",
+        offending,
+        ERROR,
+        rows=rows,
+        null_keys=nulls,
+        duplicated_keys=duplicates[0],
+    )
+
+
+def check_reference(
+    sql: Sql, _: dg.DagsterInstance, table: TableSpec, reference: Reference
+) -> dg.AssetCheckResult:
+    query = _missing(
+        sql,
+        sql.table(table.name),
+        sql.cols(reference.columns, "l"),
+        sql.table(reference.table),
+        sql.cols(reference.table_columns, "r"),
+    )
+    return _result(table.name, f"references_{reference.table}", sql.offending(query), ERROR)
+
+
+def check_one_row_per(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.AssetCheckResult:
+    """The table covers its set exactly: nothing missing, nothing extra. WARN: an agent deleted
+    mid-run legitimately leaves a hole until the next run."""
+    keys: tuple[str, ...] = ("agent_id", "version")
+    expected, own = f"({_listed_versions(sql)})", keys
+    if table.one_row_per == "agent":
+        keys, own = ("agent_id",), ("id",)
+        expected = "(SELECT {} AS {} FROM {})".format(
+            *sql.names("id", "agent_id"), sql.table("agents")
+        )
+    name = sql.table(table.name)
+    missing = sql.offending(_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
+    extra = sql.offending(_missing(sql, name, sql.cols(own, "l"), expected, sql.cols(keys, "r")))
+    return _result(
+        table.name,
+        f"one_row_per_{table.one_row_per}",
+        (missing[0] + extra[0], missing[1] + extra[1]),
+        WARN,
+        expected=sql.count(f"SELECT * FROM {expected} e"),
+        rows=sql.count(f"SELECT * FROM {name} t"),
+        missing=missing[0],
+        extra=extra[0],
+    )
+
+
+def check_not_emptied(
+    sql: Sql, instance: dg.DagsterInstance, table: TableSpec
+) -> dg.AssetCheckResult:
+    """ERROR if the table is empty although this run's API answers had rows for it; WARN if it
+    is empty now but held rows at the materialization before."""
+    rows = sql.count(f"SELECT * FROM {sql.table(table.name)} t")
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=table_asset_key(table.name)), limit=2
+    ).records
+    reported, before = 0, 0
+    for position, record in enumerate(records):
+        materialization = record.asset_materialization
+        field = "rows_loaded" if position == 0 else "dagster/row_count"
+        value = materialization.metadata.get(field) if materialization else None
+        count = int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value else 0
+        reported, before = (count, before) if position == 0 else (reported, count)
+    severity = ERROR if reported else WARN
+    offending = 1 if rows == 0 and (reported or before) else 0
+    return _result(
+        table.name,
+        "not_emptied",
+        (offending, []),
+        severity,
+        rows=rows,
+        rows_loaded_last_run=reported,
+        rows_at_materialization_before=before,
+    )
+
+
+CheckFn = Callable[[Sql, dg.DagsterInstance], dg.AssetCheckResult]
+
+
+def _check(
+    table: TableSpec, name: str, description: str, blocking: bool, run: CheckFn
+) -> tuple[dg.AssetCheckSpec, CheckFn]:
+    spec = dg.AssetCheckSpec(
+        name=name, asset=table_asset_key(table.name), description=description, blocking=blocking
+    )
+    return spec, run
+
+
+def _table_checks(table: TableSpec) -> Iterator[tuple[dg.AssetCheckSpec, CheckFn]]:
+    keys = ", ".join(table.primary_key)
+    yield _check(
+        table,
+        "primary_key",
+        f"ERROR: the primary key ({keys}) is present and unique in every row.",
+        True,
+        partial(check_primary_key, table=table),
+    )
+    for reference in table.references:
+        columns = ", ".join(reference.columns)
+        yield _check(
+            table,
+            f"references_{reference.table}",
+            f"ERROR: every row's ({columns}) exists in {reference.table}.",
+            True,
+            partial(check_reference, table=table, reference=reference),
+        )
+    if table.one_row_per:
+        yield _check(
+            table,
+            f"one_row_per_{table.one_row_per}",
+            f"WARN: exactly one row per {table.one_row_per.replace('_', ' ')}.",
+            False,
+            partial(check_one_row_per, table=table),
+        )
+    yield _check(
+        table,
+        "not_emptied",
+        "ERROR if empty while the API reported rows this run; WARN if emptied since the last run.",
+        True,
+        partial(check_not_emptied, table=table),
+    )
+
+
+CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
+    check for table in TABLES for check in _table_checks(table)
+]
+
+
+@dg.multi_asset_check(
+    specs=[spec for spec, _ in CHECKS],
+    can_subset=True,
+    name="chat_agents_checks",
+    pool="chat_agents_pipeline",
+)
+def chat_agents_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+    """All checks in one step and one warehouse connection; subsettable like the assets."""
+    with make_pipeline().sql_client() as client:
+        sql = Sql(client)
+        for spec, run in CHECKS:
+            if spec.key in context.selected_asset_check_keys:
+                yield run(sql, context.instance)

@@ -1,0 +1,118 @@
+"""The asset checks pass on a clean load and catch each way a warehouse goes wrong: a duplicated
+key, an orphan row, a missing or extra version, an alias to nowhere, an emptied table."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from chat_agents_dagster.sandbox import SandboxServer
+from chat_agents_dagster_tests.dagster_helpers import check_results, definitions, run_job
+from chat_agents_dagster_tests.helpers import point_at
+
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+
+
+@pytest.fixture
+def loaded(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[dg.Definitions, dg.DagsterInstance]]:
+    point_at(sandbox, monkeypatch.setenv)
+    defs, instance = definitions(), dg.DagsterInstance.ephemeral()
+    result = run_job(defs, instance)
+    assert result.success
+    assert all(evaluation.passed for evaluation in check_results(result).values())
+    yield defs, instance
+
+
+def corrupt(directory: Path, *statements: str) -> None:
+    with duckdb.connect(str(directory / "warehouse.duckdb")) as connection:
+        connection.execute("SET schema = 'chat_agents_data'")
+        for statement in statements:
+            connection.execute(statement)
+
+
+def failed_checks(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance],
+) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    result = run_job(*loaded, job="checks_only")
+    return {key: e for key, e in check_results(result).items() if not e.passed}
+
+
+def test_a_duplicated_agent_fails_the_primary_key_check_with_a_sample(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(isolated, "INSERT INTO agents SELECT * FROM agents LIMIT 1")
+    failed = failed_checks(loaded)
+
+    evaluation = failed.pop(("agents", "primary_key"))
+    assert evaluation.severity == ERROR
+    assert evaluation.metadata["duplicated_keys"].value == 1
+    assert len(evaluation.metadata["offending_sample"].value) == 1  # type: ignore[arg-type]
+    assert failed == {}
+
+
+def test_an_orphan_version_fails_the_reference_check_and_the_row_count_check(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(
+        isolated,
+        "INSERT INTO agent_versions SELECT * REPLACE ('ag_orphan' AS agent_id, md5(random()::text)"
+        " AS _dlt_id) FROM agent_versions LIMIT 1",
+    )
+    failed = failed_checks(loaded)
+
+    reference = failed.pop(("agent_versions", "references_agents"))
+    assert reference.severity == ERROR
+    assert reference.metadata["offending_sample"].value == [["ag_orphan"]]
+    count = failed.pop(("agent_versions", "one_row_per_listed_version"))
+    assert count.severity == WARN
+    assert count.metadata["extra"].value == 1 and count.metadata["missing"].value == 0
+    assert failed == {}
+
+
+def test_a_missing_version_detail_fails_the_row_count_check_as_a_warning(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(
+        isolated,
+        "DELETE FROM agent_version_detail WHERE (agent_id, version) IN"
+        " (SELECT agent_id, version FROM agent_version_detail LIMIT 1)",
+    )
+    failed = failed_checks(loaded)
+
+    count = failed.pop(("agent_version_detail", "one_row_per_listed_version"))
+    assert count.severity == WARN
+    assert count.metadata["missing"].value == 1 and count.metadata["extra"].value == 0
+    assert failed == {}
+
+
+def test_an_alias_to_a_version_that_does_not_exist_fails(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path, sandbox: SandboxServer
+) -> None:
+    corrupt(isolated, "UPDATE agent_aliases SET version = 9999")
+    failed = failed_checks(loaded)
+
+    evaluation = failed.pop(("agent_aliases", "references_agent_versions"))
+    assert evaluation.severity == ERROR
+    world = sandbox.world
+    aliases = sum(len(world.aliases(agent["id"])) for agent in world.agents())
+    assert evaluation.metadata["offending"].value == aliases
+    assert failed == {}
+
+
+def test_an_emptied_table_fails_while_the_api_reported_rows(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(isolated, "DELETE FROM agent_detail")
+    failed = failed_checks(loaded)
+
+    emptied = failed.pop(("agent_detail", "not_emptied"))
+    assert emptied.severity == ERROR
+    assert emptied.metadata["rows"].value == 0
+    assert emptied.metadata["rows_loaded_last_run"].value > 0  # type: ignore[operator]
+    assert failed.pop(("agent_detail", "one_row_per_agent")).severity == WARN
+    assert failed == {}

@@ -1,0 +1,79 @@
+"""The job run in-process against the sandbox: what each materialization reports, repeated runs
+in one process, and a table that loads nothing."""
+
+from collections.abc import Callable
+
+import dagster as dg
+import pytest
+
+from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.settings import TABLES_BY_NAME
+from chat_agents_dagster_tests.dagster_helpers import (
+    check_results,
+    definitions,
+    materializations,
+    run_job,
+)
+from chat_agents_dagster_tests.helpers import point_at
+
+
+def test_each_materialization_reports_rows_schema_table_and_api_requests(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    world = sandbox.world
+    agents = world.agents()
+    truth = {
+        "agents": len(agents),
+        "agent_detail": len(agents),
+        "agent_versions": sum(len(world.versions(a["id"])) for a in agents),
+        "agent_aliases": sum(len(world.aliases(a["id"])) for a in agents),
+        "agent_version_detail": sum(len(world.versions(a["id"])) for a in agents),
+    }
+
+    result = run_job(definitions(), dg.DagsterInstance.ephemeral())
+
+    assert result.success
+    metadata = materializations(result)
+    assert set(metadata) == set(truth)
+    for table, rows in truth.items():
+        assert metadata[table]["rows_loaded"] == rows
+        assert metadata[table]["dagster/row_count"] == rows
+        assert metadata[table]["dagster/table_name"] == f"chat_agents_data.{table}"
+        assert metadata[table]["api_requests"] == sandbox.stats.total()
+        columns = {c.name for c in metadata[table]["dagster/column_schema"].columns}  # type: ignore[attr-defined]
+        assert {"_dlt_load_id", *TABLES_BY_NAME[table].primary_key} <= columns
+    by_endpoint = metadata["agents"]["api_requests_by_endpoint"]
+    assert by_endpoint["GET /agents/{agent_id}"] == len(agents)  # type: ignore[index]
+    assert all(evaluation.passed for evaluation in check_results(result).values())
+
+
+def test_two_runs_in_one_process_both_succeed(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    defs, instance = definitions(), dg.DagsterInstance.ephemeral()
+
+    first = run_job(defs, instance)
+    sandbox.world.create_agent(name="Added between runs", model="mistral-small-latest")
+    second = run_job(defs, instance)
+
+    assert first.success and second.success
+    assert materializations(second)["agents"]["dagster/row_count"] == len(sandbox.world.agents())
+    assert materializations(second)["agents"]["rows_loaded"] == len(sandbox.world.agents())
+
+
+def test_a_table_that_loads_no_rows_does_not_fail_the_run(
+    start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_sandbox(World.generate(agents=12, seed=4, max_aliases=0))
+    point_at(server, monkeypatch.setenv)
+    assert all(not server.world.aliases(a["id"]) for a in server.world.agents())
+
+    result = run_job(definitions(), dg.DagsterInstance.ephemeral())
+
+    assert result.success
+    aliases = materializations(result)["agent_aliases"]
+    assert aliases["rows_loaded"] == 0
+    assert aliases["dagster/row_count"] == 0
+    assert check_results(result)[("agent_aliases", "not_emptied")].passed
