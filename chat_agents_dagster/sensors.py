@@ -72,6 +72,10 @@ def build_freshness_sensor(
                 + ", ".join(key.to_user_string() for key in never)
             )
         if not stale:
+            if len(never) == len(keys):
+                return dg.SkipReason(
+                    "No table is materialized yet; the nightly schedule loads them."
+                )
             return dg.SkipReason(f"Every materialized table is within its {window} window.")
         why = ", ".join(f"{key.to_user_string()} last loaded {_when(ts)}" for key, ts in stale)
         context.log.info(f"Stale beyond {window}: {why}. Requesting one catch-up run.")
