@@ -5,14 +5,19 @@ from typing import Any
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
+from pydantic import Field
 
 from chat_agents_dagster.settings import (
     AGENTS_PAGE_SIZE_MAX,
     DEFAULT_BASE_URL,
     VERSIONS_PAGE_SIZE_MAX,
 )
-from chat_agents_dagster.source import RequestStats, chat_agents_source, make_pipeline
-from chat_agents_dagster.source.pipeline import table_row_counts
+from chat_agents_dagster.source import RunStats, after_load, chat_agents_source, make_pipeline
+from chat_agents_dagster.source.pipeline import (
+    FULL_REFRESH_VARIABLE,
+    full_refresh_requested,
+    table_row_counts,
+)
 from chat_agents_dagster.translator import ChatAgentsTranslator, qualified_table_name
 
 # One pool for every op that writes the pipeline's state and warehouse: two runs of it at once
@@ -32,6 +37,14 @@ def _definition_source() -> Any:
     )
 
 
+class LoadConfig(dg.Config):
+    full_refresh: bool = Field(
+        default=False,
+        description="Drop the selected tables and load them again from scratch, ignoring what"
+        f" earlier runs loaded (for recovery). {FULL_REFRESH_VARIABLE}=true does the same.",
+    )
+
+
 def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefinition:
     @dlt_assets(
         dlt_source=_definition_source(),
@@ -41,23 +54,31 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
         pool=POOL,
     )
     def chat_agents_load(
-        context: dg.AssetExecutionContext, dlt: DagsterDltResource
+        context: dg.AssetExecutionContext, dlt: DagsterDltResource, config: LoadConfig
     ) -> Iterator[dg.MaterializeResult]:
-        stats = RequestStats()
+        stats = RunStats()
+        full_refresh = config.full_refresh or full_refresh_requested()
+        if full_refresh:
+            context.log.warning("Full refresh: the selected tables are dropped and reloaded.")
         # A fresh source and pipeline every run: dagster-dlt fails a second run of one source
         # object in the same process (dagster-io/dagster#34052), and configuration may change.
+        # dagster-dlt drops the local pipeline state before running, so the state that decides
+        # what is fetched comes from the destination.
         pipeline = make_pipeline()
         results = list(
             dlt.run(
                 context=context,
-                dlt_source=chat_agents_source(request_stats=stats),
+                dlt_source=chat_agents_source(full_refresh=full_refresh, run_stats=stats),
                 dlt_pipeline=pipeline,
+                refresh="drop_resources" if full_refresh else None,
             )
         )
-        requests = stats.as_dict()
-        context.log.info(f"Mistral API answers this run: {requests}")
         tables = [result.asset_key.path[-1] for result in results if result.asset_key]
-        counts = table_row_counts(pipeline, tables)
+        after_load(pipeline, set(tables), stats)
+        report = stats.as_dict()
+        context.log.info(f"Mistral API answers and agents this run: {report}")
+        counts = table_row_counts(pipeline, tables, live_only=False)
+        live = table_row_counts(pipeline, tables)
         for result, table in zip(results, tables, strict=True):
             # dagster-dlt omits rows_loaded for a table that loaded nothing and names the table
             # after the schema, not the dataset; both are set right here.
@@ -71,10 +92,18 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
                     **metadata,
                     "rows_loaded": dg.MetadataValue.int(loaded if isinstance(loaded, int) else 0),
                     "dagster/row_count": dg.MetadataValue.int(counts[table]),
+                    "live_rows": dg.MetadataValue.int(live[table]),
+                    "api_rows": dg.MetadataValue.int(report["api_rows"].get(table, 0)),
                     "dagster/table_name": qualified_table_name(table),
-                    "api_requests": dg.MetadataValue.int(requests["total"]),
-                    "api_requests_by_endpoint": dg.MetadataValue.json(requests["by_endpoint"]),
-                    "api_answers_by_status": dg.MetadataValue.json(requests["by_status"]),
+                    "api_requests": dg.MetadataValue.int(report["total"]),
+                    "api_requests_by_endpoint": dg.MetadataValue.json(report["by_endpoint"]),
+                    "api_answers_by_status": dg.MetadataValue.json(report["by_status"]),
+                    "api_retried": dg.MetadataValue.int(report["retried"]),
+                    "api_rate_limited": dg.MetadataValue.int(report["rate_limited"]),
+                    "agents_new": dg.MetadataValue.int(report["agents"]["new"]),
+                    "agents_changed": dg.MetadataValue.int(report["agents"]["changed"]),
+                    "agents_unchanged": dg.MetadataValue.int(report["agents"]["unchanged"]),
+                    "agents_deleted": dg.MetadataValue.int(report["agents"]["deleted"]),
                 },
             )
 

@@ -29,6 +29,11 @@ class Sql:
     def table(self, name: str) -> str:
         return self.client.make_qualified_table_name(name)
 
+    def live(self, name: str) -> str:
+        """The table's rows that are not marked deleted, as a subquery."""
+        deleted_at = self.client.escape_column_name("deleted_at")
+        return f"(SELECT * FROM {self.table(name)} WHERE {deleted_at} IS NULL)"
+
     def names(self, *names: str) -> list[str]:
         return [self.client.escape_column_name(name) for name in names]
 
@@ -77,7 +82,7 @@ def _listed_versions(sql: Sql) -> str:
     agent_alias, version_alias = sql.names("agent_id", "version")
     return (
         f"SELECT {agent_id} AS {agent_alias}, {value} AS {version_alias} FROM"
-        f" {sql.table('agents')} a JOIN {sql.table('agents__versions')} v ON {parent} = {dlt_id}"
+        f" {sql.live('agents')} a JOIN {sql.table('agents__versions')} v ON {parent} = {dlt_id}"
     )
 
 
@@ -116,9 +121,9 @@ def check_reference(
 ) -> dg.AssetCheckResult:
     query = _missing(
         sql,
-        sql.table(table.name),
+        sql.live(table.name),
         sql.cols(reference.columns, "l"),
-        sql.table(reference.table),
+        sql.live(reference.table),
         sql.cols(reference.table_columns, "r"),
     )
     return _result(table.name, f"references_{reference.table}", sql.offending(query), ERROR)
@@ -132,9 +137,9 @@ def check_one_row_per(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.A
     if table.one_row_per == "agent":
         keys, own = ("agent_id",), ("id",)
         expected = "(SELECT {} AS {} FROM {})".format(
-            *sql.names("id", "agent_id"), sql.table("agents")
+            *sql.names("id", "agent_id"), sql.live("agents")
         )
-    name = sql.table(table.name)
+    name = sql.live(table.name)
     missing = sql.offending(_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
     extra = sql.offending(_missing(sql, name, sql.cols(own, "l"), expected, sql.cols(keys, "r")))
     return _result(
@@ -152,29 +157,27 @@ def check_one_row_per(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.A
 def check_not_emptied(
     sql: Sql, instance: dg.DagsterInstance, table: TableSpec
 ) -> dg.AssetCheckResult:
-    """ERROR if the table is empty although this run's API answers had rows for it; WARN if it
-    is empty now but held rows at the materialization before."""
-    rows = sql.count(f"SELECT * FROM {sql.table(table.name)} t")
+    """ERROR if no live row is left although this run's API answers had rows for the table
+    (`api_rows`); WARN if no live row is left but the materialization before had some."""
+    rows = sql.count(f"SELECT * FROM {sql.live(table.name)} t")
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=table_asset_key(table.name)), limit=2
     ).records
-    reported, before = 0, 0
-    for position, record in enumerate(records):
+    figures = []
+    for record, field in zip(records, ("api_rows", "live_rows"), strict=False):
         materialization = record.asset_materialization
-        field = "rows_loaded" if position == 0 else "dagster/row_count"
         value = materialization.metadata.get(field) if materialization else None
-        count = int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value else 0
-        reported, before = (count, before) if position == 0 else (reported, count)
-    severity = ERROR if reported else WARN
+        figures.append(int(value.value or 0) if isinstance(value, dg.IntMetadataValue) else 0)
+    reported, before = [*figures, 0, 0][:2]
     offending = 1 if rows == 0 and (reported or before) else 0
     return _result(
         table.name,
         "not_emptied",
         (offending, []),
-        severity,
-        rows=rows,
-        rows_loaded_last_run=reported,
-        rows_at_materialization_before=before,
+        ERROR if reported else WARN,
+        live_rows=rows,
+        api_rows_last_run=reported,
+        live_rows_at_materialization_before=before,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import dlt
 
 from chat_agents_dagster.sandbox import SandboxServer
-from chat_agents_dagster.source import RequestStats, chat_agents_source, make_pipeline
+from chat_agents_dagster.source import RunStats, make_pipeline, run_load
 
 API_KEY = "sk-test-0123456789abcdef-recognisable"
 
@@ -44,11 +44,10 @@ def point_at(server: SandboxServer, setenv: Callable[[str, str], None], key: str
     setenv("SOURCES__CHAT_AGENTS_SOURCE__API_KEY", key)
 
 
-def load(**source_args: Any) -> tuple[dlt.Pipeline, RequestStats]:
+def load(**source_args: Any) -> tuple[dlt.Pipeline, RunStats]:
     """One run of the pipeline with a fresh source, as the product runs it."""
-    stats = RequestStats()
     pipeline = make_pipeline()
-    pipeline.run(chat_agents_source(request_stats=stats, **source_args))
+    stats = run_load(pipeline, **source_args)
     return pipeline, stats
 
 

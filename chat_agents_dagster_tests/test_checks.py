@@ -112,7 +112,7 @@ def test_an_emptied_table_fails_while_the_api_reported_rows(
 
     emptied = failed.pop(("agent_detail", "not_emptied"))
     assert emptied.severity == ERROR
-    assert emptied.metadata["rows"].value == 0
-    assert emptied.metadata["rows_loaded_last_run"].value > 0  # type: ignore[operator]
+    assert emptied.metadata["live_rows"].value == 0
+    assert emptied.metadata["api_rows_last_run"].value > 0  # type: ignore[operator]
     assert failed.pop(("agent_detail", "one_row_per_agent")).severity == WARN
     assert failed == {}

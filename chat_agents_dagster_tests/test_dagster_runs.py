@@ -43,6 +43,9 @@ def test_each_materialization_reports_rows_schema_table_and_api_requests(
         assert metadata[table]["api_requests"] == sandbox.stats.total()
         columns = {c.name for c in metadata[table]["dagster/column_schema"].columns}  # type: ignore[attr-defined]
         assert {"_dlt_load_id", *TABLES_BY_NAME[table].primary_key} <= columns
+    assert metadata["agents"]["agents_new"] == len(agents)
+    assert metadata["agents"]["agents_deleted"] == 0
+    assert metadata["agent_aliases"]["api_rows"] == truth["agent_aliases"]
     by_endpoint = metadata["agents"]["api_requests_by_endpoint"]
     assert by_endpoint["GET /agents/{agent_id}"] == len(agents)  # type: ignore[index]
     assert all(evaluation.passed for evaluation in check_results(result).values())
@@ -59,8 +62,15 @@ def test_two_runs_in_one_process_both_succeed(
     second = run_job(defs, instance)
 
     assert first.success and second.success
-    assert materializations(second)["agents"]["dagster/row_count"] == len(sandbox.world.agents())
-    assert materializations(second)["agents"]["rows_loaded"] == len(sandbox.world.agents())
+    agents = materializations(second)["agents"]
+    assert agents["dagster/row_count"] == len(sandbox.world.agents())
+    assert agents["rows_loaded"] == len(sandbox.world.agents())
+    assert (agents["agents_new"], agents["agents_unchanged"]) == (
+        1,
+        len(sandbox.world.agents()) - 1,
+    )
+    # Only the new agent's detail was fetched: the merge load is incremental under Dagster too.
+    assert materializations(second)["agent_detail"]["rows_loaded"] == 1
 
 
 def test_a_table_that_loads_no_rows_does_not_fail_the_run(

@@ -9,7 +9,7 @@ import dlt
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
-from chat_agents_dagster.source import RequestStats
+from chat_agents_dagster.source import RunStats
 from chat_agents_dagster_tests.helpers import API_KEY, isolate_environment, load, point_at, query
 
 AGENTS = 1_050  # more than one 1,000-agent page
@@ -19,7 +19,7 @@ HEAVY_VERSIONS = 130  # more than one 100-version page
 @pytest.fixture(scope="module")
 def big_load(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[World, SandboxServer, dlt.Pipeline, RequestStats]]:
+) -> Iterator[tuple[World, SandboxServer, dlt.Pipeline, RunStats]]:
     directory = tmp_path_factory.mktemp("big_load")
     world = World.generate(
         agents=AGENTS, seed=3, max_versions=4, heavy_agents=1, heavy_versions=HEAVY_VERSIONS

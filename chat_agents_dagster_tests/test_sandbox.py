@@ -546,3 +546,24 @@ def test_cli_serves_until_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_min_versions_sets_the_version_count_range() -> None:
+    def dump(world: World) -> str:
+        rows = [(a, world.versions(a["id"]), world.aliases(a["id"])) for a in world.agents()]
+        return json.dumps(rows, ensure_ascii=False)
+
+    # The default changes nothing: a seed generates the same world as without the parameter.
+    assert dump(World.generate(agents=20, seed=5, min_versions=1)) == dump(
+        World.generate(agents=20, seed=5)
+    )
+    exact = World.generate(agents=40, seed=5, min_versions=5, max_versions=5)
+    assert {len(exact.versions(a["id"])) for a in exact.agents()} == {5}
+    ranged = World.generate(agents=40, seed=5, min_versions=3, max_versions=6)
+    assert {len(ranged.versions(a["id"])) for a in ranged.agents()} == {3, 4, 5, 6}
+    heavy = World.generate(agents=4, seed=5, min_versions=2, heavy_agents=1, heavy_versions=9)
+    assert [len(heavy.versions(a["id"])) for a in heavy.agents()].count(9) == 1
+    with pytest.raises(ValueError, match="min_versions"):
+        World.generate(agents=3, min_versions=4, max_versions=3)
+    with pytest.raises(ValueError):
+        World.generate(agents=3, min_versions=0)

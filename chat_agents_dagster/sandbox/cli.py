@@ -24,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--agents", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--min-versions",
+        type=int,
+        default=1,
+        help="fewest versions per agent; equal to --max-versions gives exactly that many",
+    )
     p.add_argument("--max-versions", type=int, default=4)
     p.add_argument("--max-aliases", type=int, default=3)
     p.add_argument("--heavy-agents", type=int, default=0)
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     world = World.generate(
         agents=args.agents,
         seed=args.seed,
+        min_versions=args.min_versions,
         max_versions=args.max_versions,
         heavy_agents=args.heavy_agents,
         heavy_versions=args.heavy_versions,

@@ -99,16 +99,22 @@ def generate_records(
     heavy_versions: int,
     max_aliases: int,
     clock: Clock,
+    min_versions: int = 1,
 ) -> list[AgentRecord]:
-    if agents < 0 or max_versions < 1 or heavy_versions < 1 or max_aliases < 0:
+    if agents < 0 or min_versions < 1 or heavy_versions < 1 or max_aliases < 0:
         raise ValueError("agents and max_aliases must be >= 0, version counts >= 1")
+    if max_versions < min_versions:
+        raise ValueError("max_versions must be >= min_versions")
+    # Ordinary agents get min_versions..max_versions versions; with min_versions 1 this is the
+    # same draw as before the parameter existed, so every seed keeps its world.
+    spread = max_versions - min_versions + 1
     rng = random.Random(seed)
     pick = Picker(seed)
     ids = ["ag_" + content.hex_id(rng) for _ in range(agents)]
     records = []
     for i in range(agents):
         created = _tick(clock, rng)
-        count = heavy_versions if i < heavy_agents else 1 + pick(i, _S_VERSIONS, max_versions)
+        count = heavy_versions if i < heavy_agents else min_versions + pick(i, _S_VERSIONS, spread)
         snapshots = _snapshots(rng, pick, clock, _base(rng, pick, ids, i, created), i, count)
         record = AgentRecord(ids[i], created, snapshots[-1]["updated_at"], snapshots, count - 1)
         if count > 1 and pick(i, _S_ROLLBACK, 5) == 0:

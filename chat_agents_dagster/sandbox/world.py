@@ -41,6 +41,8 @@ class World:
     def __init__(self, seed: int = 0) -> None:
         self._lock = threading.RLock()
         self._records: dict[str, AgentRecord] = {}
+        # Deleted agents are kept aside so that one can come back (as when sharing is restored).
+        self._deleted: dict[str, AgentRecord] = {}
         self._order: list[tuple[str, str]] = []
         self._clock = Clock()
         self._rng = random.Random(f"{seed}:mutations")
@@ -54,11 +56,15 @@ class World:
         heavy_agents: int = 0,
         heavy_versions: int = 120,
         max_aliases: int = 3,
+        min_versions: int = 1,
     ) -> "World":
+        """`agents` agents with min_versions..max_versions versions each (the first
+        `heavy_agents` get `heavy_versions`) and up to `max_aliases` aliases."""
         world = cls(seed)
         for record in generate_records(
             agents=agents,
             seed=seed,
+            min_versions=min_versions,
             max_versions=max_versions,
             heavy_agents=heavy_agents,
             heavy_versions=heavy_versions,
@@ -196,6 +202,15 @@ class World:
             record = self._record(agent_id)
             del self._records[agent_id]
             self._order.pop(bisect.bisect_left(self._order, record.key))
+            self._deleted[agent_id] = record
+
+    def restore_agent(self, agent_id: str) -> JSON:
+        """Brings a deleted agent back unchanged, under its own id."""
+        with self._lock:
+            if agent_id not in self._deleted:
+                raise NotFoundError(f"Agent {agent_id} was not deleted")
+            self._insert(self._deleted.pop(agent_id))
+            return _copy(self._records[agent_id].live())
 
     def switch_version(self, agent_id: str, version: int) -> JSON:
         with self._lock:

@@ -10,9 +10,12 @@ import sys
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from chat_agents_dagster.source.api import RequestStats
-from chat_agents_dagster.source.pipeline import make_pipeline, table_row_counts
-from chat_agents_dagster.source.resources import chat_agents_source
+from chat_agents_dagster.source.pipeline import (
+    full_refresh_requested,
+    make_pipeline,
+    run_load,
+    table_row_counts,
+)
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -24,13 +27,17 @@ def _root_cause(error: BaseException) -> BaseException:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="drop the tables and load everything again, ignoring what earlier runs loaded",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    stats = RequestStats()
     pipeline = make_pipeline()
     try:
-        pipeline.run(chat_agents_source(request_stats=stats))
+        stats = run_load(pipeline, full_refresh=args.full_refresh or full_refresh_requested())
     except PipelineStepFailed as error:
         sys.stderr.write(f"Load failed in the {error.step} step: {_root_cause(error)}\n")
         return 1
@@ -48,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sys.stdout.write(f"Loaded into {destination} dataset {pipeline.dataset_name}:\n")
     for table, count in rows.items():
-        sys.stdout.write(f"  {table:<22} {count:>8} rows\n")
-    sys.stdout.write(f"API requests: {stats.total}\n")
+        sys.stdout.write(f"  {table:<22} {count:>8} live rows\n")
+    agents = stats.agents
+    sys.stdout.write(
+        f"Agents: {agents.new} new, {agents.changed} changed, {agents.unchanged} unchanged,"
+        f" {agents.deleted} deleted\n"
+    )
+    sys.stdout.write(f"API requests: {stats.total} ({stats.retried} retried)\n")
     for endpoint, count in stats.as_dict()["by_endpoint"].items():
         sys.stdout.write(f"  {endpoint:<42} {count:>6}\n")
     return 0

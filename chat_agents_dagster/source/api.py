@@ -7,7 +7,6 @@ module only decides what an answer means: 401/403 end the run at once, 404 on a 
 
 import logging
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +21,9 @@ from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests import HTTPError, Response
 
 from chat_agents_dagster.settings import API_KEY_SETTINGS
+from chat_agents_dagster.source.pacing import PacedAdapter, Pacer
 from chat_agents_dagster.source.paginators import ExactPagePaginator
+from chat_agents_dagster.source.stats import RunStats
 
 logger = logging.getLogger(__name__)
 
@@ -43,32 +44,6 @@ class ApiNotFoundError(HTTPError):
     """404: the agent or version is gone, or the base URL points at the wrong place."""
 
 
-class RequestStats:
-    """Thread-safe counts of the API's answers by endpoint and by status, retries included."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_endpoint: Counter[str] = Counter()
-        self.by_status: Counter[int] = Counter()
-
-    def record(self, endpoint: str, status: int) -> None:
-        with self._lock:
-            self.by_endpoint[endpoint] += 1
-            self.by_status[status] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_endpoint.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "total": sum(self.by_endpoint.values()),
-                "by_endpoint": dict(sorted(self.by_endpoint.items())),
-                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-            }
-
-
 def _raise_for(endpoint: str, response: Response) -> None:
     status = response.status_code
     where = f"{endpoint} ({sanitize_url(response.url)})"
@@ -87,10 +62,11 @@ def _raise_for(endpoint: str, response: Response) -> None:
 class AgentsApi:
     """Typed reads of the six GET routes. One instance per run; safe to share across threads."""
 
-    def __init__(self, base_url: str, api_key: str, stats: RequestStats) -> None:
+    def __init__(self, base_url: str, api_key: str, stats: RunStats, pacer: Pacer) -> None:
         self.base_url = base_url
         self.stats = stats
         self._auth = BearerTokenAuth(api_key)
+        self._pacer = pacer
         # dlt's Client builds one retrying session per thread, configured from [runtime].
         self._http = Client(raise_for_status=False)
         self._local = threading.local()
@@ -98,7 +74,11 @@ class AgentsApi:
     def _client(self) -> RESTClient:
         client: RESTClient | None = getattr(self._local, "client", None)
         if client is None:
-            client = RESTClient(base_url=self.base_url, auth=self._auth, session=self._http.session)
+            session = self._http.session
+            adapter = PacedAdapter(self._pacer)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            client = RESTClient(base_url=self.base_url, auth=self._auth, session=session)
             self._local.client = client
         return client
 

@@ -1,5 +1,8 @@
-"""The pipeline the source loads through, and row counts read back from any SQL destination."""
+"""The pipeline the source loads through, one load from start to finish, and row counts read
+back from any SQL destination."""
 
+import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +16,18 @@ from chat_agents_dagster.settings import (
     PIPELINE_NAME,
     TABLES_BY_NAME,
 )
+from chat_agents_dagster.source.deletions import mark_deleted
+from chat_agents_dagster.source.resources import chat_agents_source
+from chat_agents_dagster.source.stats import RunStats
+
+logger = logging.getLogger(__name__)
+
+FULL_REFRESH_VARIABLE = "CHAT_AGENTS_FULL_REFRESH"
+
+
+def full_refresh_requested() -> bool:
+    """`CHAT_AGENTS_FULL_REFRESH=true` asks every run started while it is set for a full refresh."""
+    return os.environ.get(FULL_REFRESH_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
@@ -36,17 +51,58 @@ def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
     )
 
 
+def after_load(pipeline: dlt.Pipeline, tables: set[str], stats: RunStats) -> None:
+    """What follows a successful `pipeline.run`: soft deletion, then the run's accounting."""
+    trace = pipeline.last_trace
+    load_info = trace.last_load_info if trace else None
+    if load_info is not None and load_info.loads_ids:
+        marked = mark_deleted(pipeline, load_info.loads_ids[-1], tables)
+        if marked:
+            logger.info("Marked %d agents deleted, with what they own", marked)
+    report = stats.as_dict()
+    logger.info(
+        "Run: %d requests (%s), %d retried, %d rate limited; agents %s",
+        report["total"],
+        ", ".join(f"{k}: {v}" for k, v in report["by_endpoint"].items()),
+        report["retried"],
+        report["rate_limited"],
+        ", ".join(f"{n} {k}" for k, n in report["agents"].items()),
+    )
+
+
+def run_load(
+    pipeline: dlt.Pipeline,
+    *,
+    full_refresh: bool = False,
+    stats: RunStats | None = None,
+    **source_args: Any,
+) -> RunStats:
+    """One load without Dagster, as the Dagster asset does it: local state dropped first, so that
+    the destination's state decides what is loaded (a deleted warehouse means a full reload), a
+    fresh source, soft deletion after. `full_refresh` drops the tables and loads everything."""
+    stats = stats if stats is not None else RunStats()
+    source = chat_agents_source(full_refresh=full_refresh, run_stats=stats, **source_args)
+    pipeline.drop()
+    if full_refresh:
+        pipeline.run(source, refresh="drop_resources")
+    else:
+        pipeline.run(source)
+    after_load(pipeline, set(source.selected_resources), stats)
+    return stats
+
+
 def table_row_counts(
-    pipeline: dlt.Pipeline, tables: Iterable[str] = TABLES_BY_NAME
+    pipeline: dlt.Pipeline, tables: Iterable[str] = TABLES_BY_NAME, live_only: bool = True
 ) -> dict[str, int]:
-    """Rows in each table, through dlt's SQL client so any SQL destination works; a table that
-    was never created (no rows ever loaded) counts 0."""
+    """Rows in each table, live ones only (not marked deleted) unless asked otherwise, through
+    dlt's SQL client so any SQL destination works; a table that was never created counts 0."""
     counts: dict[str, int] = {}
     with pipeline.sql_client() as client:
+        live = f"{client.escape_column_name('deleted_at')} IS NULL" if live_only else "1 = 1"
         for table in tables:
             name = client.make_qualified_table_name(table)
             try:
-                rows: Any = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+                rows: Any = client.execute_sql(f"SELECT COUNT(*) FROM {name} WHERE {live}")
             except DatabaseUndefinedRelation:
                 rows = [(0,)]
             counts[table] = int(rows[0][0])

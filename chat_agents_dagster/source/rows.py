@@ -80,6 +80,12 @@ def shape_agent(agent: dict[str, Any]) -> dict[str, Any]:
     return shaped
 
 
+def live(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as stored for something the API still has: `deleted_at` is null, which also makes a
+    row that was marked deleted live again when its agent or alias comes back."""
+    return {**shape_agent(row), "deleted_at": None}
+
+
 def child_row(agent_id: str, row: dict[str, Any]) -> dict[str, Any]:
-    """A child row keyed by a plain `agent_id` column (dlt's own link would be `_agents_id`)."""
-    return {"agent_id": agent_id, **shape_agent(row)}
+    """A live child row keyed by a plain `agent_id` column (dlt's link would be `_agents_id`)."""
+    return {"agent_id": agent_id, **live(row)}

@@ -1,0 +1,54 @@
+"""Soft deletion after a load: agents the complete listing no longer has, and everything they own,
+get `deleted_at` instead of vanishing.
+
+dlt offers hard deletes and SCD2 history but no soft delete, and a merge cannot set one column of
+a row it does not re-send in full (nested tables included). So this is plain SQL through dlt's SQL
+client, run after a successful load. Every run re-sends every listed agent, so an `agents` row
+whose last load is older than this run's was not in this run's listing: that is the whole rule,
+and it needs no list of ids, so a run whose deletion step failed is caught up by the next one.
+A run that failed earlier loaded nothing and marks nothing.
+"""
+
+from dlt import Pipeline
+from dlt.common.schema.utils import has_table_seen_data
+
+from chat_agents_dagster.settings import TABLES
+
+AGENTS = "agents"
+
+
+def _key(table: str) -> str:
+    return next(t for t in TABLES if t.name == table).primary_key[0]
+
+
+def mark_deleted(pipeline: Pipeline, load_id: str, tables: set[str]) -> int:
+    """Marks deleted what this load's listing no longer had, in the `tables` it loaded. Returns
+    how many agents were newly marked. Rows get the load's time from dlt's `_dlt_loads`."""
+    schema_tables = pipeline.default_schema.tables
+    # A table that never received a row was never created in the destination.
+    tables = {t for t in tables if t in schema_tables and has_table_seen_data(schema_tables[t])}
+    if AGENTS not in schema_tables or not has_table_seen_data(schema_tables[AGENTS]):
+        return 0
+    with pipeline.sql_client() as client:
+        q = client.make_qualified_table_name
+        c = client.escape_column_name
+        deleted_at, load = c("deleted_at"), c("_dlt_load_id")
+        agents, agent_id = q(AGENTS), c("id")
+        marked = 0
+        with client.begin_transaction():
+            if AGENTS in tables:
+                stale = f"{deleted_at} IS NULL AND {load} <> '{load_id}'"
+                rows = client.execute_sql(f"SELECT COUNT(*) FROM {agents} WHERE {stale}")
+                marked = int(rows[0][0]) if rows else 0
+                client.execute_sql(
+                    f"UPDATE {agents} SET {deleted_at} = (SELECT {c('inserted_at')} FROM"
+                    f" {q('_dlt_loads')} WHERE {c('load_id')} = '{load_id}') WHERE {stale}"
+                )
+            for table in sorted(tables - {AGENTS}):
+                child, key = q(table), c(_key(table))
+                client.execute_sql(
+                    f"UPDATE {child} SET {deleted_at} = (SELECT a.{deleted_at} FROM {agents} a"
+                    f" WHERE a.{agent_id} = {child}.{key}) WHERE {deleted_at} IS NULL AND {key} IN"
+                    f" (SELECT {agent_id} FROM {agents} WHERE {deleted_at} IS NOT NULL)"
+                )
+        return marked

@@ -1,0 +1,65 @@
+"""Client-side pacing: a requests-per-second limit shared by every worker thread, and a shared
+pause when the API answers 429.
+
+dlt's retrying session waits out `Retry-After` for the one request that got the 429, but the
+other workers keep sending and collect 429s of their own. Pacing sits in a requests transport
+adapter, below dlt's retry, so that every attempt (retries included) is paced and a 429 pauses all
+workers until the time the API asked for. dlt has no client-side rate limiter to use instead.
+"""
+
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds from now: an integer, or an HTTP date."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Pacer:
+    """Hands out send slots at most `per_second` apart (0: no limit) and holds every sender while
+    a 429's Retry-After runs."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+
+    def wait_for_slot(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot, self._paused_until)
+            self._next_slot = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+class PacedAdapter(HTTPAdapter):
+    def __init__(self, pacer: Pacer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pacer = pacer
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        self.pacer.wait_for_slot()
+        response = super().send(request, *args, **kwargs)
+        if response.status_code == 429:
+            self.pacer.pause(retry_after_seconds(response.headers.get("Retry-After")) or 1.0)
+        return response

@@ -1,0 +1,51 @@
+"""What a run did: the API's answers by endpoint and status, and what happened to the agents."""
+
+import threading
+from collections import Counter
+from typing import Any
+
+from chat_agents_dagster.source.state import AgentCounts
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class RunStats:
+    """Thread-safe counters, filled during the run, read after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_endpoint: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+        self.api_rows: Counter[str] = Counter()
+        self.agents = AgentCounts()
+
+    def record(self, endpoint: str, status: int) -> None:
+        with self._lock:
+            self.by_endpoint[endpoint] += 1
+            self.by_status[status] += 1
+
+    def rows_from_api(self, table: str, rows: int) -> None:
+        """Live rows the API returned for `table` this run (tombstones not counted)."""
+        with self._lock:
+            self.api_rows[table] += rows
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    @property
+    def retried(self) -> int:
+        """Answers that made dlt's session try again (or give up): 429s and server errors."""
+        return sum(n for status, n in self.by_status.items() if status in RETRIED_STATUSES)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "total": sum(self.by_endpoint.values()),
+                "by_endpoint": dict(sorted(self.by_endpoint.items())),
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+                "retried": self.retried,
+                "rate_limited": self.by_status[429],
+                "agents": vars(self.agents).copy(),
+                "api_rows": dict(self.api_rows),
+            }
