@@ -16,6 +16,7 @@ from chat_agents_dagster.source import RunStats, after_load, chat_agents_source,
 from chat_agents_dagster.source.pipeline import (
     FULL_REFRESH_VARIABLE,
     full_refresh_requested,
+    run_options,
     table_row_counts,
 )
 from chat_agents_dagster.translator import ChatAgentsTranslator, qualified_table_name
@@ -70,7 +71,7 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
                 context=context,
                 dlt_source=chat_agents_source(full_refresh=full_refresh, run_stats=stats),
                 dlt_pipeline=pipeline,
-                refresh="drop_resources" if full_refresh else None,
+                **run_options(pipeline, full_refresh),
             )
         )
         tables = [result.asset_key.path[-1] for result in results if result.asset_key]

@@ -111,7 +111,8 @@ def list_pages(req: Request) -> Reply:
         return not_found()
     size = _page_size(req, 1000)
     token = req.arg("page_token")
-    agents, more = req.world.agents_after(_decode_token(token) if token else None, size)
+    key = _decode_token(token) if token else None
+    agents, more = req.world.agents_after(key, size, copy=False)
     last = (agents[-1]["created_at"], agents[-1]["id"]) if agents else None
     next_token = encode_token(last) if more and last else None
     return json_reply(200, {"object": "list", "data": agents, "next_page_token": next_token})
@@ -120,16 +121,16 @@ def list_pages(req: Request) -> Reply:
 def list_agents(req: Request) -> Reply:
     page = _bounded("page", _int_arg(req, "page", 0), 0, None)
     size = _page_size(req, 1000)
-    return json_reply(200, req.world.agents_slice(page * size, size))
+    return json_reply(200, req.world.agents_slice(page * size, size, copy=False))
 
 
 def get_agent(req: Request) -> Reply:
     agent_id, ref = req.params["agent_id"], req.arg("agent_version")
     if ref is None:
-        agent = req.world.agent(agent_id)
+        agent = req.world.agent(agent_id, copy=False)
         return not_found(f"Agent {agent_id} not found") if agent is None else json_reply(200, agent)
     number = req.world.resolve_version(agent_id, ref)
-    snapshot = None if number is None else req.world.version(agent_id, number)
+    snapshot = None if number is None else req.world.version(agent_id, number, copy=False)
     if snapshot is None:
         return not_found(f"Version {ref} of agent {agent_id} not found")
     return json_reply(200, snapshot)
@@ -138,19 +139,21 @@ def get_agent(req: Request) -> Reply:
 def list_versions(req: Request) -> Reply:
     page = _bounded("page", _int_arg(req, "page", 0), 0, None)
     size = _page_size(req, 100)
-    return json_reply(200, req.world.versions_slice(req.params["agent_id"], page * size, size))
+    return json_reply(
+        200, req.world.versions_slice(req.params["agent_id"], page * size, size, copy=False)
+    )
 
 
 def get_version(req: Request) -> Reply:
     agent_id, raw = req.params["agent_id"], req.params["version"]
-    snapshot = req.world.version(agent_id, int(raw)) if raw.isdigit() else None
+    snapshot = req.world.version(agent_id, int(raw), copy=False) if raw.isdigit() else None
     if snapshot is None:
         return not_found(f"Version {raw} of agent {agent_id} not found")
     return json_reply(200, snapshot)
 
 
 def list_aliases(req: Request) -> Reply:
-    return json_reply(200, req.world.aliases(req.params["agent_id"]))
+    return json_reply(200, req.world.aliases(req.params["agent_id"], copy=False))
 
 
 def create_agent(req: Request) -> Reply:

@@ -1,14 +1,16 @@
-"""Client-side pacing: a requests-per-second limit shared by every worker thread, and a shared
-pause when the API answers 429.
+"""Client-side pacing: a requests-per-second limit shared by every worker thread, a shared pause
+when the API answers 429, and a slower pace after one.
 
 dlt's retrying session waits out `Retry-After` for the one request that got the 429, but the
 other workers keep sending and collect 429s of their own. Pacing sits in a requests transport
 adapter, below dlt's retry, so that every attempt (retries included) is paced and a 429 pauses all
 workers until the time the API asked for. dlt has no client-side rate limiter to use instead.
+Mistral's quotas are per organisation and not announced in headers, hence the adaptation.
 """
 
 import threading
 import time
+from collections import deque
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -30,14 +32,17 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class Pacer:
-    """Hands out send slots at most `per_second` apart (0: no limit) and holds every sender while
-    a 429's Retry-After runs."""
+    """Hands out send slots at most `per_second` apart (0: no limit to start with), holds every
+    sender while a 429's Retry-After runs, and slows down on a 429: the new rate is 90% of the
+    answers the API accepted in the second before it, so a run without a configured limit, or
+    with one slightly above the real quota, settles below the quota after one burst."""
 
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
+        self._accepted: deque[float] = deque(maxlen=4096)
 
     def wait_for_slot(self) -> None:
         with self._lock:
@@ -47,9 +52,17 @@ class Pacer:
         if slot > now:
             time.sleep(slot - now)
 
-    def pause(self, seconds: float) -> None:
+    def accepted(self) -> None:
         with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._accepted.append(time.monotonic())
+
+    def rate_limited(self, retry_after: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._paused_until:  # one slow-down per burst of 429s
+                recent = sum(1 for t in self._accepted if t > now - 1.0)
+                self.interval = max(self.interval, 1.0 / (max(recent, 1) * 0.9))
+            self._paused_until = max(self._paused_until, now + retry_after)
 
 
 class PacedAdapter(HTTPAdapter):
@@ -61,5 +74,8 @@ class PacedAdapter(HTTPAdapter):
         self.pacer.wait_for_slot()
         response = super().send(request, *args, **kwargs)
         if response.status_code == 429:
-            self.pacer.pause(retry_after_seconds(response.headers.get("Retry-After")) or 1.0)
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            self.pacer.rate_limited(1.0 if wait is None else wait)
+        else:
+            self.pacer.accepted()
         return response

