@@ -2,6 +2,7 @@
 
 import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,15 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops a keep-alive connection (a pipeline finishing, a benchmark run
+        # ending) is normal here; socketserver would print a traceback for each one. Anything
+        # else is still logged as an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("Connection from %s ended abruptly", client_address)
+            return
+        logger.exception("Error while answering %s", client_address)
 
     def close_connections(self) -> None:
         with self._connections_lock:
