@@ -71,6 +71,7 @@ class Run:
     ok: bool
     wall_s: float
     requests: int  # counted by the sandbox
+    request_window_s: float  # the sandbox's first to last request of the run
     status_429: int
     peak_mib: float
     rows: dict[str, int]  # live rows in the destination after the run
@@ -192,6 +193,7 @@ def run_pipeline(
         ok=code == 0,
         wall_s=round(wall, 2),
         requests=stats["total"],
+        request_window_s=stats["window_s"],
         status_429=server.stats.count_status(429),
         peak_mib=round(peak_kib / 1024, 1),
         rows=live_rows(lane.db),
@@ -323,6 +325,8 @@ class Bench:
                 "naive_over_ours_time": ratio(n.wall_s, full.wall_s, n, full),
                 "bound_s": round(bound, 2),
                 "ours_over_bound": ratio(full.wall_s, bound, full),
+                "ours_request_phase_s": full.request_window_s,
+                "ours_request_phase_over_bound": ratio(full.request_window_s, bound, full),
             }
             yield Scenario(
                 "1_full_load",
@@ -333,7 +337,9 @@ class Bench:
                     f"naive/ours time: {fmt(figures['naive_over_ours_time'])}",
                     f"ours vs bound requests x latency / workers = {full.requests} x"
                     f" {latency_s:g} / {self.workers} = {bound:.1f} s:"
-                    f" {fmt(figures['ours_over_bound'])}",
+                    f" {fmt(figures['ours_over_bound'])} for the whole run,"
+                    f" {fmt(figures['ours_request_phase_over_bound'])} for its request phase"
+                    f" ({full.request_window_s:g} s from its first API request to its last)",
                 ],
             )
             for number, key, title in (
@@ -432,7 +438,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
         passed = failed == 0 and share is not None and share < 5
         return passed, f"ours: {failed} failed, {fmt(share, '%')} 429s"
 
-    speed, bound, memory = "naive_over_ours_time", "ours_over_bound", "memory_ratio"
+    speed, memory = "naive_over_ours_time", "memory_ratio"
+    bound, phase = "ours_over_bound", "ours_request_phase_over_bound"
     return [
         check(
             "full load >= 10x faster than naive",
@@ -440,9 +447,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
             lambda f: (within(f[speed], low=10), fmt(f[speed])),
         ),
         check(
-            "full load within 1.5x of requests x latency / workers",
+            "full load within 1.5x of requests x latency / workers (whole run)",
             "1_full_load",
             lambda f: (within(f[bound], high=1.5), fmt(f[bound])),
+        ),
+        check(
+            "full load within 1.5x of requests x latency / workers (request phase)",
+            "1_full_load",
+            lambda f: (within(f[phase], high=1.5), fmt(f[phase])),
         ),
         check(
             "unchanged re-run <= 15% of requests, >= 20x faster than naive",

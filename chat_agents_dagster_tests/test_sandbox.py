@@ -567,3 +567,14 @@ def test_min_versions_sets_the_version_count_range() -> None:
         World.generate(agents=3, min_versions=4, max_versions=3)
     with pytest.raises(ValueError):
         World.generate(agents=3, min_versions=0)
+
+
+def test_stats_measure_the_window_from_first_to_last_request(
+    server: SandboxServer, http: requests.Session
+) -> None:
+    http.get(f"{server.base_url}/agents/pages")
+    time.sleep(0.3)
+    http.get(f"{server.base_url}/agents/pages")
+    assert server.stats.snapshot()["window_s"] >= 0.3
+    server.stats.reset()
+    assert server.stats.snapshot()["window_s"] == 0

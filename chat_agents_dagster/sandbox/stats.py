@@ -1,6 +1,7 @@
 """Request counters, by route template and by answered status."""
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -11,11 +12,16 @@ class Stats:
         self._total = 0
         self._by_route: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
+        self._first = 0.0
+        self._last = 0.0
 
     def record_request(self, route: str) -> None:
+        now = time.monotonic()
         with self._lock:
             self._total += 1
             self._by_route[route] += 1
+            self._first = self._first or now
+            self._last = now
 
     def record_status(self, status: int) -> None:
         with self._lock:
@@ -40,6 +46,9 @@ class Stats:
                 "total": self._total,
                 "by_route": dict(sorted(self._by_route.items())),
                 "by_status": {str(s): n for s, n in sorted(self._by_status.items())},
+                # From the first request received to the last, since the last reset: how long a
+                # client spent asking, without its start-up and what it did after its requests.
+                "window_s": round(self._last - self._first, 3),
             }
 
     def reset(self) -> None:
@@ -47,3 +56,4 @@ class Stats:
             self._total = 0
             self._by_route.clear()
             self._by_status.clear()
+            self._first = self._last = 0.0
