@@ -508,7 +508,7 @@ def test_stats_count_by_route_and_status(server: SandboxServer, http: requests.S
     assert snapshot == server.stats.snapshot()
     assert snapshot["by_status"] == {"200": 3, "401": 1, "404": 2}
     assert requests.post(f"{server.root_url}/_sandbox/reset-stats").status_code == 200
-    assert server.stats.snapshot() == {"total": 0, "by_route": {}, "by_status": {}}
+    assert server.stats.snapshot() == {"total": 0, "by_route": {}, "by_status": {}, "window_s": 0.0}
 
 
 def test_latency_is_added(server: SandboxServer, http: requests.Session) -> None:
