@@ -12,13 +12,9 @@ A run that failed earlier loaded nothing and marks nothing.
 from dlt import Pipeline
 from dlt.common.schema.utils import has_table_seen_data
 
-from chat_agents_dagster.settings import TABLES
+from chat_agents_dagster.settings import TABLES_BY_NAME
 
 AGENTS = "agents"
-
-
-def _key(table: str) -> str:
-    return next(t for t in TABLES if t.name == table).primary_key[0]
 
 
 def mark_deleted(pipeline: Pipeline, load_id: str, tables: set[str]) -> int:
@@ -45,7 +41,7 @@ def mark_deleted(pipeline: Pipeline, load_id: str, tables: set[str]) -> int:
                     f" {q('_dlt_loads')} WHERE {c('load_id')} = '{load_id}') WHERE {stale}"
                 )
             for table in sorted(tables - {AGENTS}):
-                child, key = q(table), c(_key(table))
+                child, key = q(table), c(TABLES_BY_NAME[table].primary_key[0])
                 client.execute_sql(
                     f"UPDATE {child} SET {deleted_at} = (SELECT a.{deleted_at} FROM {agents} a"
                     f" WHERE a.{agent_id} = {child}.{key}) WHERE {deleted_at} IS NULL AND {key} IN"
