@@ -13,10 +13,11 @@ from chat_agents_dagster.settings import (
     VERSIONS_PAGE_SIZE_MAX,
 )
 from chat_agents_dagster.source import RunStats, after_load, chat_agents_source, make_pipeline
+from chat_agents_dagster.source.lock import one_run_at_a_time
 from chat_agents_dagster.source.pipeline import (
     FULL_REFRESH_VARIABLE,
     full_refresh_requested,
-    run_options,
+    prepare_run,
     table_row_counts,
 )
 from chat_agents_dagster.translator import ChatAgentsTranslator, qualified_table_name
@@ -63,19 +64,17 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
             context.log.warning("Full refresh: the selected tables are dropped and reloaded.")
         # A fresh source and pipeline every run: dagster-dlt fails a second run of one source
         # object in the same process (dagster-io/dagster#34052), and configuration may change.
-        # dagster-dlt drops the local pipeline state before running, so the state that decides
-        # what is fetched comes from the destination.
         pipeline = make_pipeline()
-        results = list(
-            dlt.run(
-                context=context,
-                dlt_source=chat_agents_source(full_refresh=full_refresh, run_stats=stats),
-                dlt_pipeline=pipeline,
-                **run_options(pipeline, full_refresh),
+        source = chat_agents_source(full_refresh=full_refresh, run_stats=stats)
+        # The pool keeps queued runs apart; the lock also covers runs that bypass the queue
+        # (`dagster job execute`) and `chat-agents-load` on the same machine.
+        with one_run_at_a_time(pipeline):
+            options = prepare_run(pipeline, source, full_refresh)
+            results = list(
+                dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **options)
             )
-        )
-        tables = [result.asset_key.path[-1] for result in results if result.asset_key]
-        after_load(pipeline, set(tables), stats)
+            tables = [result.asset_key.path[-1] for result in results if result.asset_key]
+            after_load(pipeline, set(tables), stats)
         report = stats.as_dict()
         context.log.info(f"Mistral API answers and agents this run: {report}")
         counts = table_row_counts(pipeline, tables, live_only=False)

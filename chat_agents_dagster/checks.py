@@ -1,7 +1,7 @@
 """Asset checks on keys and row counts, in plain SQL through dlt's SQL client, so the same checks
 run on DuckDB, PostgreSQL or any SQL destination. Which checks exist follows from settings.py:
-every table's primary key, every reference, every "one row per" rule, and a guard against a
-table silently emptied while the API reported rows."""
+every table's primary key, every reference, every "one row per" rule, a guard against a
+table silently emptied while the API reported rows, and a warning when its columns changed."""
 
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -11,6 +11,7 @@ import dagster as dg
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
+from chat_agents_dagster.schema_changes import check_column_schema_change
 from chat_agents_dagster.settings import TABLES, Reference, TableSpec
 from chat_agents_dagster.source import make_pipeline
 from chat_agents_dagster.translator import table_asset_key
@@ -136,7 +137,7 @@ def check_one_row_per(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.A
     expected, own = f"({_listed_versions(sql)})", keys
     if table.one_row_per == "agent":
         keys, own = ("agent_id",), ("id",)
-        expected = "(SELECT {} AS {} FROM {})".format(
+        expected = "(SELECT {} AS {} FROM {} AS listed)".format(
             *sql.names("id", "agent_id"), sql.live("agents")
         )
     name = sql.live(table.name)
@@ -179,6 +180,12 @@ def check_not_emptied(
         api_rows_last_run=reported,
         live_rows_at_materialization_before=before,
     )
+
+
+def check_schema_change(
+    _: Sql, instance: dg.DagsterInstance, table: TableSpec
+) -> dg.AssetCheckResult:
+    return check_column_schema_change(instance, table.name)
 
 
 CheckFn = Callable[[Sql, dg.DagsterInstance], dg.AssetCheckResult]
@@ -225,6 +232,14 @@ def _table_checks(table: TableSpec) -> Iterator[tuple[dg.AssetCheckSpec, CheckFn
         "ERROR if empty while the API reported rows this run; WARN if emptied since the last run.",
         True,
         partial(check_not_emptied, table=table),
+    )
+    yield _check(
+        table,
+        "column_schema_change",
+        "WARN: the columns, nested tables' included, are those of the materialization before"
+        " (the API added a field, changed a field's type or a new tool type appeared).",
+        False,
+        partial(check_schema_change, table=table),
     )
 
 

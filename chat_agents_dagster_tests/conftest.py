@@ -1,11 +1,16 @@
 """Shared fixtures: every test runs in its own directory, with its own dlt state and DuckDB file,
 against a sandbox API on loopback; nothing reads the repository's .dlt/ or sends telemetry."""
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
+from sqlalchemy.engine import URL, make_url
 
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
 from chat_agents_dagster_tests.helpers import API_KEY, isolate_environment
@@ -39,3 +44,71 @@ def start_sandbox() -> Iterator[Callable[..., SandboxServer]]:
 def sandbox(start_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
     """A small world with every variety of agent in it."""
     return start_sandbox(World.generate(agents=30, seed=7, max_versions=4, max_aliases=3))
+
+
+# PostgreSQL: a real server, reached at CHAT_AGENTS_TEST_POSTGRES_URL (default: what
+# .ci/postgres.sh creates). The role needs CREATEDB: each test gets a database of its own, so
+# tests, and test runs on one server at the same time, never see each other's tables.
+POSTGRES_URL_VARIABLE = "CHAT_AGENTS_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_VARIABLE = "CHAT_AGENTS_REQUIRE_POSTGRES"
+DEFAULT_POSTGRES_URL = "postgresql://chat_agents:chat_agents@127.0.0.1:5432/chat_agents"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> URL:
+    """The server's URL. Skips, loudly, only when nothing listens there (and fails instead where
+    CI requires a server); a server that answers but refuses the role fails the tests."""
+    url = make_url(os.environ.get(POSTGRES_URL_VARIABLE) or DEFAULT_POSTGRES_URL)
+    try:
+        socket.create_connection((url.host or "localhost", url.port or 5432), timeout=5).close()
+    except OSError as error:
+        message = (
+            f"NO POSTGRESQL, the PostgreSQL tests did NOT run: nothing answers at"
+            f" {url.render_as_string(hide_password=True)} ({error}). Start a server with"
+            f" `sudo bash .ci/postgres.sh` or point {POSTGRES_URL_VARIABLE} at one."
+        )
+        if os.environ.get(REQUIRE_POSTGRES_VARIABLE, "").strip().lower() in ("1", "true"):
+            pytest.fail(f"{message} {REQUIRE_POSTGRES_VARIABLE} is set: failing, not skipping.")
+        pytest.skip(message)
+    psycopg2.connect(url.render_as_string(hide_password=False), connect_timeout=5).close()
+    return url
+
+
+@pytest.fixture
+def new_postgres_database(postgres_server: URL) -> Iterator[Callable[[], URL]]:
+    """`new_postgres_database()`: a new, empty database on the server, dropped after the test."""
+    admin = psycopg2.connect(postgres_server.render_as_string(hide_password=False))
+    admin.autocommit = True  # CREATE and DROP DATABASE cannot run in a transaction
+    created: list[str] = []
+
+    def create() -> URL:
+        name = f"chat_agents_test_{uuid.uuid4().hex[:12]}"
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return postgres_server.set(database=name)
+
+    try:
+        yield create
+        with admin.cursor() as cursor:
+            for name in created:
+                # FORCE: a connection pool the test left open must not keep the database alive.
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def postgres_database(new_postgres_database: Callable[[], URL]) -> URL:
+    return new_postgres_database()
+
+
+@pytest.fixture
+def postgres_warehouse(postgres_database: URL, monkeypatch: pytest.MonkeyPatch) -> URL:
+    """The pipeline loads into PostgreSQL, selected by configuration alone, as a user would."""
+    monkeypatch.setenv("DESTINATION_TYPE", "postgres")
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS",
+        postgres_database.render_as_string(hide_password=False),
+    )
+    return postgres_database

@@ -256,3 +256,38 @@ def test_a_full_refresh_rebuilds_everything(world_server: SandboxServer, isolate
     )
     assert deleted(pipeline, "agents", "id") == set()
     assert world_server.stats.count(DETAIL) == len(world_server.world.agents())
+
+
+def tools_by_agent(pipeline: dlt.Pipeline, table: str) -> list[tuple[str | None, str]]:
+    """(agent id, tool type) of every nested tool row in `table`; an orphan has no agent id."""
+    sql = (
+        f"SELECT parent.id, tool.type FROM {{dataset}}.{table}__tools AS tool"
+        f" LEFT JOIN {{dataset}}.{table} AS parent ON tool._dlt_root_id = parent._dlt_id"
+    )
+    return sorted(query(pipeline, sql), key=str)
+
+
+def test_a_first_load_replaces_and_later_runs_merge_nested_rows_too(
+    world_server: SandboxServer,
+) -> None:
+    world = world_server.world
+    pipeline, _ = load()
+    # The first load writes straight into the tables; later runs merge on the primary keys.
+    assert {
+        t.name: pipeline.default_schema.get_table(t.name)["write_disposition"] for t in TABLES
+    } == {t.name: "replace" for t in TABLES}
+    with_tools = next(a for a in world.agents() if len(a["tools"]) > 1)
+    world.update_agent(with_tools["id"], tools=[{"type": "web_search"}])
+    world.update_agent(world.agents()[0]["id"], tools=[{"type": "code_interpreter"}])
+
+    pipeline, _ = load()
+
+    assert {
+        t.name: pipeline.default_schema.get_table(t.name)["write_disposition"] for t in TABLES
+    } == {t.name: "merge" for t in TABLES}
+    truth = sorted(
+        ((a["id"], tool["type"]) for a in world.agents() for tool in a["tools"]), key=str
+    )
+    assert tools_by_agent(pipeline, "agents") == truth
+    assert tools_by_agent(pipeline, "agent_detail") == truth
+    assert_equals_truth(pipeline, world)

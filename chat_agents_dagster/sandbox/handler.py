@@ -87,14 +87,19 @@ class SandboxHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
     def _send(self, reply: Reply) -> None:
+        if reply.status == 0:  # no answer: close without a byte
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
         if reply.status != 204:
             self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
+        if reply.cut_at is not None:
+            self.close_connection = True
         if reply.body and reply.status != 204:
-            self.wfile.write(reply.body)
+            self.wfile.write(reply.body[: reply.cut_at])
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Path only: query strings and headers stay out of logs.

@@ -19,11 +19,18 @@ _FAULT_STATUSES = (503, 500, 502)
 
 @dataclass
 class Failure:
+    """`remaining` uses of one misbehaviour: a status (with a 429's Retry-After of
+    `retry_after_s`); when `hang_s` is set, holding the connection that long unanswered; when
+    `cut_fraction` is set, the true answer cut off after that fraction of its body."""
+
     remaining: int
     status: int
     route: str | None
     headers: dict[str, str] | None
     body: Any
+    retry_after_s: float = 1.0
+    hang_s: float | None = None
+    cut_fraction: float | None = None
 
 
 def retry_after(seconds: float, fmt: RetryAfterFormat) -> str:
@@ -45,6 +52,10 @@ class Knobs:
     def add_failure(self, failure: Failure) -> None:
         with self._lock:
             self._failures.append(failure)
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
 
     def take_failure(self, route: str) -> Failure | None:
         """Consume one use of the oldest failure rule matching `route`."""

@@ -16,9 +16,15 @@ _SERVER_ERROR_MESSAGES = {
 
 @dataclass(frozen=True)
 class Reply:
+    """An answer. `cut_at` sends only that many bytes of the body, under headers announcing all
+    of it, then closes the connection: an answer cut off in transit. Status 0 is no answer: the
+    connection is held `hold_s` seconds, then closed without a byte."""
+
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    cut_at: int | None = None
+    hold_s: float = 0.0
 
 
 def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -4,8 +4,10 @@ import hmac
 import logging
 import threading
 import time
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 from chat_agents_dagster.sandbox import routes
 from chat_agents_dagster.sandbox.config import SandboxConfig
@@ -20,7 +22,7 @@ from chat_agents_dagster.sandbox.responses import (
     server_error,
     unauthorized,
 )
-from chat_agents_dagster.sandbox.stats import Stats
+from chat_agents_dagster.sandbox.stats import LoggedRequest, Stats
 from chat_agents_dagster.sandbox.world import World
 
 logger = logging.getLogger("chat_agents_dagster.sandbox")
@@ -49,6 +51,7 @@ class SandboxServer:
         self.config = config if config is not None else SandboxConfig()
         self.stats = Stats()
         self._knobs = Knobs(self.config.seed)
+        self._stopping = threading.Event()  # releases connections held by hang_next
         self._httpd = SandboxHTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -81,6 +84,7 @@ class SandboxServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -106,16 +110,37 @@ class SandboxServer:
         route: str | None = None,
         headers: dict[str, str] | None = None,
         body: Any = None,
+        retry_after_s: float = 1.0,
     ) -> None:
         """Answer the next `n` /v1 requests (those of `route`, a template such as
         "GET /v1/agents/{agent_id}", if given) with `status`, after the auth check.
 
         body None sends the status's usual body; str or bytes go out raw, anything else as
-        JSON. headers None keeps the usual headers (a 429 gets Retry-After: 1 in the configured
-        format); given headers replace them.
+        JSON. headers None keeps the usual headers (a 429 gets Retry-After: `retry_after_s` in
+        the configured format, computed when the answer is sent); given headers replace them.
         """
         if n > 0:
-            self._knobs.add_failure(Failure(n, status, route, headers, body))
+            self._knobs.add_failure(Failure(n, status, route, headers, body, retry_after_s))
+
+    def hang_next(self, n: int, route: str | None = None, seconds: float = 30.0) -> None:
+        """Take the next `n` /v1 requests (those of `route`, if given) and never answer them: hold
+        each connection `seconds` (or until the server stops), then close it without a byte, as a
+        server or proxy that stopped answering does."""
+        if n > 0:
+            self._knobs.add_failure(Failure(n, 0, route, None, None, hang_s=seconds))
+
+    def cut_next(self, n: int, route: str | None = None, fraction: float = 0.5) -> None:
+        """Answer the next `n` /v1 requests (those of `route`, if given) truly, but send only
+        `fraction` of each body (its headers announce all of it), then close the connection."""
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError("fraction must be within [0, 1)")
+        if n > 0:
+            self._knobs.add_failure(Failure(n, 0, route, None, None, cut_fraction=fraction))
+
+    def heal(self) -> None:
+        """Forget every failure, hang and cut still pending from fail_next, hang_next and
+        cut_next: the API is well again."""
+        self._knobs.clear_failures()
 
     def on_request(self, route: str, callback: Hook) -> None:
         """Run `callback(server, path_params)` once, just before the next request of `route`
@@ -136,6 +161,7 @@ class SandboxServer:
         if not path.startswith("/v1/"):
             return not_found()
         found = routes.match(method, path)
+        arrived = time.time()
         self.stats.record_request(found.template)
         try:
             reply = self._pipeline(found, method, query, authorization, body)
@@ -144,7 +170,13 @@ class SandboxServer:
             reply = server_error(500)
         # Recorded before the reply is written, so a client that reads stats right after its
         # answer sees it counted.
-        self.stats.record_status(reply.status)
+        if reply.status:
+            self.stats.record_status(reply.status)
+        target = f"{path}?{urlencode(query, doseq=True)}" if query else path
+        retry = reply.headers.get("Retry-After")
+        self.stats.log(LoggedRequest(arrived, found.template, target, reply.status, retry))
+        if reply.hold_s:  # logged first: a test sees a held request while it is held
+            self._stopping.wait(reply.hold_s)
         return reply
 
     def _pipeline(
@@ -159,8 +191,15 @@ class SandboxServer:
         if config.api_key is not None and not _authorized(authorization, config.api_key):
             return unauthorized()
         failure = self._knobs.take_failure(found.template)
+        if failure is not None and failure.hang_s is not None:
+            return Reply(0, hold_s=failure.hang_s)
+        if failure is not None and failure.cut_fraction is not None:
+            reply = routes.answer(
+                found, routes.Request(found.params, query, body, self.world, config)
+            )
+            return replace(reply, cut_at=int(len(reply.body) * failure.cut_fraction))
         if failure is not None:
-            wait = retry_after(1, config.retry_after_format)
+            wait = retry_after(failure.retry_after_s, config.retry_after_format)
             return injected(failure.status, failure.headers, failure.body, wait)
         wait_s = self._knobs.admit(config.rps_limit)
         if wait_s is not None:

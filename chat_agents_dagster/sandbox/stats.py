@@ -1,9 +1,26 @@
-"""Request counters, by route template and by answered status."""
+"""Request counters, by route template and by answered status, and a log of recent requests."""
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
+
+# Enough for any test or benchmark run; older entries fall off so memory stays bounded.
+LOG_SIZE = 100_000
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request as the sandbox saw it: arrival (wall clock, comparable with a Retry-After
+    date), route template, path with query string, the status answered (0: none, the connection
+    was held then closed) and the Retry-After sent, if any."""
+
+    arrived: float
+    route: str
+    target: str
+    status: int
+    retry_after: str | None
 
 
 class Stats:
@@ -14,6 +31,7 @@ class Stats:
         self._by_status: Counter[int] = Counter()
         self._first = 0.0
         self._last = 0.0
+        self._log: deque[LoggedRequest] = deque(maxlen=LOG_SIZE)
 
     def record_request(self, route: str) -> None:
         now = time.monotonic()
@@ -26,6 +44,15 @@ class Stats:
     def record_status(self, status: int) -> None:
         with self._lock:
             self._by_status[status] += 1
+
+    def log(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+    def requests(self, route: str | None = None) -> list[LoggedRequest]:
+        """Logged requests in the order they were answered, of one route template if given."""
+        with self._lock:
+            return [entry for entry in self._log if route in (None, entry.route)]
 
     def total(self) -> int:
         with self._lock:
@@ -56,4 +83,5 @@ class Stats:
             self._total = 0
             self._by_route.clear()
             self._by_status.clear()
+            self._log.clear()
             self._first = self._last = 0.0

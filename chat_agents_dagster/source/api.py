@@ -2,7 +2,9 @@
 
 Retries (429 with Retry-After, 5xx, timeouts, dropped connections) are dlt's own: its session
 retries by status and honours Retry-After, bounded by the `[runtime] request_*` settings. This
-module only decides what an answer means: 401/403 end the run at once, 404 on a child is "gone".
+module decides what an answer means: 401/403 end the run at once, 404 on a child is "gone", a
+success whose body is not JSON (a proxy's HTML page, a body cut short) is retried like a server
+error; and when the retries run out, the error names the endpoint.
 """
 
 import logging
@@ -10,6 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
@@ -18,7 +22,9 @@ from dlt.sources.helpers.rest_client.paginators import (
     JSONResponseCursorPaginator,
 )
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
-from requests import HTTPError, Response
+from requests import ConnectTimeout, HTTPError, RequestException, Response, Timeout
+from requests.exceptions import ChunkedEncodingError, InvalidJSONError
+from requests.exceptions import ConnectionError as RequestsConnectionError
 
 from chat_agents_dagster.settings import API_KEY_SETTINGS
 from chat_agents_dagster.source.pacing import PacedAdapter, Pacer
@@ -44,9 +50,44 @@ class ApiNotFoundError(HTTPError):
     """404: the agent or version is gone, or the base URL points at the wrong place."""
 
 
+class ApiAnswerError(InvalidJSONError):
+    """A success whose body is not JSON: retried like a server error, then it ends the run."""
+
+
+class ApiConnectionError(RequestException):
+    """No complete answer (timeouts, refused or dropped connections) after every attempt."""
+
+
+# What dlt's session retries without an answer to decide by; after the last attempt they end the
+# run, re-raised as ApiConnectionError naming the endpoint (requests' own messages name the host
+# only, and not the request that failed).
+_TRANSPORT_ERRORS = (RequestsConnectionError, Timeout, ChunkedEncodingError)
+
+
+def _where(endpoint: str, url: str | None) -> str:
+    return f"{endpoint} ({sanitize_url(url)})" if url else endpoint
+
+
+def _json_body(endpoint: str, response: Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as error:  # requests' JSONDecodeError; its text names no body content
+        content_type = response.headers.get("Content-Type") or "no Content-Type"
+        raise ApiAnswerError(
+            f"The Mistral API answered {response.status_code} to"
+            f" {_where(endpoint, response.url)} with a body that is not JSON ({content_type},"
+            f" {len(response.content)} bytes: {error}); a proxy's error page or a body cut short.",
+            response=response,
+        ) from None
+
+
+def _is_malformed_answer(response: Response | None, error: BaseException | None) -> bool:
+    return isinstance(error, ApiAnswerError)
+
+
 def _raise_for(endpoint: str, response: Response) -> None:
     status = response.status_code
-    where = f"{endpoint} ({sanitize_url(response.url)})"
+    where = _where(endpoint, response.url)
     if status in (401, 403):
         raise ApiAuthError(
             f"The Mistral API answered {status} to {where}: the API key was refused. Set a valid"
@@ -68,7 +109,8 @@ class AgentsApi:
         self._auth = BearerTokenAuth(api_key)
         self._pacer = pacer
         # dlt's Client builds one retrying session per thread, configured from [runtime].
-        self._http = Client(raise_for_status=False)
+        self._http = Client(raise_for_status=False, retry_condition=_is_malformed_answer)
+        self._runtime = resolve_configuration(RuntimeConfiguration())  # the same settings
         self._local = threading.local()
 
     def _client(self) -> RESTClient:
@@ -88,8 +130,35 @@ class AgentsApi:
         def on_response(response: Response, *args: Any, **kwargs: Any) -> None:
             self.stats.record(endpoint, response.status_code)
             _raise_for(endpoint, response)
+            if not 200 <= response.status_code < 300:
+                return  # a redirect, which requests follows
+            body = _json_body(endpoint, response)
+            # Parsed here, inside the retried send, so that a malformed body is retried; the
+            # paginator and `_get` then read this parse instead of parsing the body again.
+            response.json = lambda **_: body  # type: ignore[method-assign]
 
         return {"response": [on_response]}
+
+    def _unanswered(self, endpoint: str, path: str, error: RequestException) -> ApiConnectionError:
+        # A body cut off is noticed while reading it, by an error that carries no request.
+        request = error.request
+        url = str(request.url) if request is not None and request.url else f"{self.base_url}/{path}"
+        timeout = self._runtime.request_timeout
+        if isinstance(error, ConnectTimeout):
+            what = f"no connection within {timeout} s"
+        elif isinstance(error, Timeout):
+            what = f"no answer within {timeout} s"
+        elif isinstance(error, ChunkedEncodingError):
+            what = "the answer was cut off"
+        else:
+            what = "the connection failed or was dropped"
+        return ApiConnectionError(
+            f"The Mistral API gave no complete answer to {_where(endpoint, url)}"
+            f" in {self._runtime.request_max_attempts} attempts: {what}. The attempts and their"
+            " timeout are the settings [runtime] request_max_attempts and request_timeout"
+            " (RUNTIME__REQUEST_MAX_ATTEMPTS, RUNTIME__REQUEST_TIMEOUT).",
+            request=error.request,
+        )
 
     def _pages(
         self,
@@ -99,17 +168,24 @@ class AgentsApi:
         paginator: BasePaginator,
         data_selector: str = "$",
     ) -> Iterator[list[Any]]:
-        for page in self._client().paginate(
+        pages = self._client().paginate(
             path,
             params=params,
             paginator=paginator,
             data_selector=data_selector,
             hooks=self._hooks(endpoint),
-        ):
-            yield list(page)
+        )
+        try:
+            for page in pages:
+                yield list(page)
+        except _TRANSPORT_ERRORS as error:
+            raise self._unanswered(endpoint, path, error) from error
 
     def _get(self, endpoint: str, path: str) -> Any:
-        return self._client().get(path, hooks=self._hooks(endpoint)).json()
+        try:
+            return self._client().get(path, hooks=self._hooks(endpoint)).json()
+        except _TRANSPORT_ERRORS as error:
+            raise self._unanswered(endpoint, path, error) from error
 
     def agent_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Every agent, a page at a time: the cursor listing, or the legacy page list where the

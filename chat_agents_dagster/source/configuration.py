@@ -2,8 +2,13 @@
 that name the setting to change."""
 
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
+
+import dlt
+from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import DestinationException
 
 from chat_agents_dagster.settings import (
     AGENTS_PAGE_SIZE_MAX,
@@ -23,6 +28,41 @@ def setting_error(name: str, problem: str) -> ChatAgentsConfigError:
     )
 
 
+def destination_type() -> str:
+    """dlt's `destination_type` setting, DuckDB when unset, checked before anything runs: an
+    unknown name would otherwise fail deep inside dlt without naming the setting."""
+    name: str = dlt.config.get("destination_type", str) or "duckdb"
+    try:
+        Destination.from_reference(name)
+    except DestinationException as error:
+        raise ChatAgentsConfigError(
+            f"destination_type is {name!r}, which is no dlt destination (duckdb, postgres,"
+            " bigquery, snowflake, filesystem, ..., or a [destination.<name>] section with its own"
+            " destination_type). Change destination_type in .dlt/config.toml or DESTINATION_TYPE."
+        ) from error
+    return name
+
+
+def _without_credentials(url: str) -> str:
+    """A URL as an error may show it: user and password, if someone put them there, hidden."""
+    return re.sub(r"//[^/?#]*@", "//***@", url)
+
+
+def _url_problem(url: str) -> str | None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "is not an http(s) URL"
+    if any(character.isspace() for character in url):
+        return "contains white space"
+    try:
+        parsed.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "has a port that is not a number from 0 to 65535"
+    if parsed.query or parsed.fragment:
+        return "has a query or fragment; give the API root, such as https://api.mistral.ai/v1"
+    return None
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     base_url: str
@@ -31,9 +71,10 @@ class SourceSettings:
     requests_per_second: float
 
     def check(self) -> None:
-        parsed = urlparse(self.base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise setting_error("base_url", f"base_url {self.base_url!r} is not an http(s) URL")
+        problem = _url_problem(self.base_url)
+        if problem is not None:
+            shown = _without_credentials(self.base_url)
+            raise setting_error("base_url", f"base_url {shown!r} {problem}")
         for name, value, maximum in (
             ("agents_page_size", self.agents_page_size, AGENTS_PAGE_SIZE_MAX),
             ("versions_page_size", self.versions_page_size, VERSIONS_PAGE_SIZE_MAX),

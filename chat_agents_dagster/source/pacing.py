@@ -35,7 +35,8 @@ class Pacer:
     """Hands out send slots at most `per_second` apart (0: no limit to start with), holds every
     sender while a 429's Retry-After runs, and slows down on a 429: the new rate is 90% of the
     answers the API accepted in the second before it, so a run without a configured limit, or
-    with one slightly above the real quota, settles below the quota after one burst."""
+    with one slightly above the real quota, settles below the quota after one burst. A 429 after
+    a second with no accepted answer only pauses."""
 
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
@@ -59,9 +60,13 @@ class Pacer:
     def rate_limited(self, retry_after: float) -> None:
         with self._lock:
             now = time.monotonic()
-            if now >= self._paused_until:  # one slow-down per burst of 429s
-                recent = sum(1 for t in self._accepted if t > now - 1.0)
-                self.interval = max(self.interval, 1.0 / (max(recent, 1) * 0.9))
+            recent = sum(1 for t in self._accepted if t > now - 1.0)
+            # One slow-down per burst of 429s, and only with evidence: a 429 when no answer was
+            # accepted in the second before (a run's first request, the quota spent by another
+            # client of the organisation) says nothing about the pace to keep; slowing to under
+            # one request a second for it would make a 2,400-request run last most of an hour.
+            if now >= self._paused_until and recent:
+                self.interval = max(self.interval, 1.0 / (recent * 0.9))
             self._paused_until = max(self._paused_until, now + retry_after)
 
 

@@ -104,7 +104,7 @@ class _Run:
         return self._state
 
 
-@dlt.source(name=SOURCE_NAME, max_table_nesting=2)
+@dlt.source(name=SOURCE_NAME, max_table_nesting=2, root_key=True)
 def chat_agents_source(
     api_key: TSecretStrValue | None = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,

@@ -23,6 +23,25 @@ ALIASES = "agent_aliases"
 
 AliasRecord = list[Any]  # [version, created_at, updated_at]: enough to write a tombstone row
 
+# The record that says what each table holds (the agents table's is the last listing).
+RECORD_OF_TABLE = {
+    "agents": LISTING,
+    DETAIL: DETAIL,
+    VERSIONS: VERSIONS,
+    VERSION_DETAIL: VERSION_DETAIL,
+    ALIASES: ALIASES,
+}
+
+
+def never_loaded(source_state: dict[str, Any]) -> set[str]:
+    """Tables no run has loaded into this destination yet: a run writes every record, so one
+    is missing only before the first load (or after the dataset was deleted)."""
+    return {
+        table
+        for table, record in RECORD_OF_TABLE.items()
+        if not isinstance(source_state.get(record), dict)
+    }
+
 
 def fingerprint(agent: dict[str, Any]) -> str:
     """Changes whenever the agent's `updated_at` or its list of versions changes."""
