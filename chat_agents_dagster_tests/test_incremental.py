@@ -4,7 +4,6 @@ requests the change needs; deletions are marked, not dropped; state lives in the
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import dlt
 import duckdb
@@ -15,47 +14,12 @@ from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.settings import TABLES
 from chat_agents_dagster.source import make_pipeline
 from chat_agents_dagster_tests.helpers import load, point_at, query
+from chat_agents_dagster_tests.warehouse import assert_equals_truth, deleted
 
 DETAIL = "GET /v1/agents/{agent_id}"
 VERSIONS = "GET /v1/agents/{agent_id}/versions"
 VERSION = "GET /v1/agents/{agent_id}/versions/{version}"
 ALIASES = "GET /v1/agents/{agent_id}/aliases"
-
-
-def live(pipeline: dlt.Pipeline, table: str, *columns: str) -> set[tuple[Any, ...]]:
-    return set(
-        query(
-            pipeline,
-            f"SELECT {', '.join(columns)} FROM {{dataset}}.{table} WHERE deleted_at IS NULL",
-        )
-    )
-
-
-def deleted(pipeline: dlt.Pipeline, table: str, column: str) -> set[Any]:
-    sql = f"SELECT {column} FROM {{dataset}}.{table} WHERE deleted_at IS NOT NULL"
-    return {row[0] for row in query(pipeline, sql)}
-
-
-def assert_equals_truth(pipeline: dlt.Pipeline, world: World) -> None:
-    agents = world.agents()
-    ids = {(a["id"],) for a in agents}
-    versions = {(a["id"], v["version"]) for a in agents for v in world.versions(a["id"])}
-    aliases = {(a["id"], x["alias"], x["version"]) for a in agents for x in world.aliases(a["id"])}
-    assert live(pipeline, "agents", "id") == ids
-    assert live(pipeline, "agent_detail", "id") == ids
-    assert live(pipeline, "agent_detail", "id", "version") == {
-        (a["id"], a["version"]) for a in agents
-    }
-    assert live(pipeline, "agent_versions", "agent_id", "version") == versions
-    assert live(pipeline, "agent_version_detail", "agent_id", "version") == versions
-    assert live(pipeline, "agent_aliases", "agent_id", "alias", "version") == aliases
-    for table in TABLES:
-        keys = ", ".join(table.primary_key)
-        total, distinct = query(
-            pipeline,
-            f"SELECT COUNT(*), COUNT(DISTINCT ({keys})) FROM {{dataset}}.{table.name}",
-        )[0]
-        assert total == distinct, f"duplicate keys in {table.name}"
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import dlt
 import psycopg2
 import pytest
 import yaml
@@ -26,6 +25,7 @@ from chat_agents_dagster_tests.dagster_helpers import (
     run_job,
 )
 from chat_agents_dagster_tests.helpers import point_at, query
+from chat_agents_dagster_tests.warehouse import assert_equals_truth, deleted, live
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEPLOY_DAGSTER_YAML = REPOSITORY / "deploy" / "dagster.yaml"
@@ -40,37 +40,6 @@ def sql(url: URL, statement: str, *params: Any) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in cursor.fetchall()]
     finally:
         connection.close()
-
-
-def live(pipeline: dlt.Pipeline, table: str, *columns: str) -> set[tuple[Any, ...]]:
-    where = "WHERE deleted_at IS NULL"
-    return set(query(pipeline, f"SELECT {', '.join(columns)} FROM {{dataset}}.{table} {where}"))
-
-
-def deleted(pipeline: dlt.Pipeline, table: str, column: str) -> set[Any]:
-    statement = f"SELECT {column} FROM {{dataset}}.{table} WHERE deleted_at IS NOT NULL"
-    return {row[0] for row in query(pipeline, statement)}
-
-
-def assert_tables_equal_the_world(pipeline: dlt.Pipeline, world: World) -> None:
-    """Live rows are exactly the sandbox's agents, versions and aliases; no key twice."""
-    agents = world.agents()
-    ids = {(a["id"],) for a in agents}
-    versions = {(a["id"], v["version"]) for a in agents for v in world.versions(a["id"])}
-    aliases = {(a["id"], x["alias"], x["version"]) for a in agents for x in world.aliases(a["id"])}
-    assert live(pipeline, "agents", "id") == ids
-    assert live(pipeline, "agent_detail", "id", "version", "name", "model") == {
-        (a["id"], a["version"], a["name"], a["model"]) for a in agents
-    }
-    assert live(pipeline, "agent_versions", "agent_id", "version") == versions
-    assert live(pipeline, "agent_version_detail", "agent_id", "version") == versions
-    assert live(pipeline, "agent_aliases", "agent_id", "alias", "version") == aliases
-    for table in TABLES:
-        keys = ", ".join(table.primary_key)
-        total, distinct = query(
-            pipeline, f"SELECT COUNT(*), COUNT(DISTINCT ({keys})) FROM {{dataset}}.{table.name}"
-        )[0]
-        assert total == distinct, f"duplicate keys in {table.name}"
 
 
 def assert_every_check_ran_and_passed(
@@ -101,7 +70,7 @@ def test_the_whole_job_loads_into_postgres_and_every_check_passes_there(
     assert set(metadata) == {table.name for table in TABLES}
     assert metadata["agents"]["dagster/row_count"] == len(world.agents())
     assert_every_check_ran_and_passed(defs, result)
-    assert_tables_equal_the_world(pipeline, world)
+    assert_equals_truth(pipeline, world)
     # The rows are in the PostgreSQL database the settings named, not in some DuckDB file.
     in_postgres = {
         name
@@ -156,7 +125,7 @@ def test_a_rerun_on_postgres_merges_the_changes_and_marks_deletions(
     assert second.success
     assert_every_check_ran_and_passed(defs, second)
     pipeline = make_pipeline()
-    assert_tables_equal_the_world(pipeline, world)
+    assert_equals_truth(pipeline, world)
     # Merged, not reloaded: only the new and the updated agents' details were written.
     assert materializations(second)["agent_detail"]["rows_loaded"] == 1 + len(updated)
     assert materializations(second)["agents"]["agents_deleted"] == len(gone)

@@ -24,6 +24,11 @@ def live(pipeline: dlt.Pipeline, table: str, *columns: str) -> set[tuple[Any, ..
     return set(query(pipeline, sql))
 
 
+def deleted(pipeline: dlt.Pipeline, table: str, column: str) -> set[Any]:
+    sql = f"SELECT {column} FROM {{dataset}}.{table} WHERE deleted_at IS NOT NULL"
+    return {row[0] for row in query(pipeline, sql)}
+
+
 def live_tool_counts(pipeline: dlt.Pipeline, table: str) -> dict[tuple[Any, ...], int]:
     """Nested `<table>__tools` rows per live row of `table`, by its key."""
     keys = AGENT_ROW_TABLES[table]
