@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 import dagster as dg
 
@@ -17,7 +18,7 @@ SANDBOX_KEY = "sandbox-key"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _summary(result: dg.ExecuteInProcessResult, seconds: float) -> str:
+def summary(result: dg.ExecuteInProcessResult, seconds: float) -> str:
     outcome = "succeeded" if result.success else "FAILED"
     lines = [f"chat_agents_job {outcome} in {seconds:.1f} s (run {result.run_id})", ""]
     requests = 0
@@ -39,6 +40,25 @@ def _summary(result: dg.ExecuteInProcessResult, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def point_at_sandbox(server: SandboxServer) -> None:
+    """The code location, and every run it starts, reads the API's address and key from here."""
+    os.environ["SOURCES__CHAT_AGENTS_SOURCE__BASE_URL"] = server.base_url
+    os.environ["SOURCES__CHAT_AGENTS_SOURCE__API_KEY"] = SANDBOX_KEY
+
+
+def run_job(
+    instance: dg.DagsterInstance, run_config: dict[str, Any] = QUIET
+) -> tuple[dg.ExecuteInProcessResult, float]:
+    """One in-process run of chat_agents_job, recorded in `instance`, and its duration."""
+    # Imported here: the code location reads its deployment settings when it loads.
+    from chat_agents_dagster.definitions import defs
+
+    job = defs.resolve_job_def("chat_agents_job")
+    started = time.monotonic()
+    result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    return result, time.monotonic() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=200, help="agents in the sandbox world")
@@ -50,24 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     world = World.generate(agents=args.agents, seed=args.seed, max_versions=args.max_versions)
     with SandboxServer(world, SandboxConfig(api_key=SANDBOX_KEY), port=args.port) as server:
         sys.stdout.write(f"Sandbox API with {args.agents} agents at {server.base_url}\n")
-        os.environ["SOURCES__CHAT_AGENTS_SOURCE__BASE_URL"] = server.base_url
-        os.environ["SOURCES__CHAT_AGENTS_SOURCE__API_KEY"] = SANDBOX_KEY
-        # Imported here: the code location reads its deployment settings when it loads.
-        from chat_agents_dagster.definitions import defs
-
-        job = defs.resolve_job_def("chat_agents_job")
+        point_at_sandbox(server)
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-        started = time.monotonic()
-        result = job.execute_in_process(
-            instance=instance or dg.DagsterInstance.ephemeral(),
-            run_config=QUIET,
-            raise_on_error=False,
-        )
-        sys.stdout.write(_summary(result, time.monotonic() - started))
+        result, seconds = run_job(instance or dg.DagsterInstance.ephemeral())
+        sys.stdout.write(summary(result, seconds))
     destination = os.environ.get("DESTINATION__DUCKDB__CREDENTIALS", "chat_agents.duckdb")
     sys.stdout.write(
         f"\nLoaded into DuckDB file {destination}, dataset chat_agents_data.\n"
-        "Next: browse lineage and checks in the UI (README, 'The Dagster UI').\n"
+        "\nNext:\n"
+        "  .venv/bin/chat-agents-dev   the same in the Dagster UI, http://127.0.0.1:3000:\n"
+        "                              lineage, runs, each table's checks (Ctrl-C stops it)\n"
+        "  your own agents             README, 'Running against the real API without Dagster'\n"
     )
     return 0 if result.success else 1
 

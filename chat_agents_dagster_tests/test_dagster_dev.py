@@ -12,14 +12,10 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
+from chat_agents_dagster import dev_server
 from chat_agents_dagster.assets import POOL
 from chat_agents_dagster.checks import CHECKS
 from chat_agents_dagster.sandbox import SandboxServer, World
@@ -62,13 +59,6 @@ EXPECTED_CHECKS: dict[str, set[str]] = {
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
-LOCATIONS_QUERY = """
-{ workspaceOrError { __typename ... on Workspace { locationEntries {
-    name loadStatus
-    locationOrLoadError { __typename
-      ... on RepositoryLocation { name repositories { name jobs { name } } }
-      ... on PythonError { message } } } } } }
-"""
 INSTANCE_QUERY = """
 query Instance($pool: String) { instance { info runQueuingSupported
     poolConfig { poolGranularity defaultPoolLimit }
@@ -119,41 +109,7 @@ class DagsterDev:
         )
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
-        assert not body.get("errors"), f"GraphQL errors: {body['errors']}"
-        data: dict[str, Any] = body["data"]
-        return data
-
-
-def free_port() -> int:
-    # The kernel's choice of a free port; released at once so that the webserver can bind it
-    # (a race with another process is possible but harmless here: startup would fail loudly).
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-# Some harnesses start children with SIGINT and SIGTERM ignored, and ignored signals survive fork
-# and exec: dagster dev would then never stop on SIGTERM. This trampoline restores the defaults,
-# then execs the real command in the same process (same pid, same group). Not preexec_fn: that is
-# unsafe in a process running threads, and the sandbox serves from threads of this one.
-DEFAULT_SIGNALS = (
-    "import os, signal, sys;"
-    " signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGTERM, signal.SIG_DFL);"
-    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
-)
-
-
-def signal_group(pgid: int, signum: signal.Signals) -> None:
-    with suppress(ProcessLookupError):  # every process of the group has exited
-        os.killpg(pgid, signum)
+        return dev_server.graphql(self.url, query, variables)
 
 
 def temporary_instance_dir(log: str) -> Path | None:
@@ -165,37 +121,23 @@ def temporary_instance_dir(log: str) -> Path | None:
 @contextmanager
 def dagster_dev(env: dict[str, str], logs: Path) -> Iterator[DagsterDev]:
     """`dagster dev -w workspace.yaml` from the repository root, torn down whatever happens."""
-    port = free_port()
+    port = dev_server.free_port()
     stdout, stderr = logs / "dagster_dev.stdout.log", logs / "dagster_dev.stderr.log"
-    # The interpreter running the tests, so the same virtualenv whatever its path.
-    dev_command = ["-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-c", DEFAULT_SIGNALS, *dev_command],
+        process = dev_server.start(
+            ["-w", "workspace.yaml", "-p", str(port)],
+            env,
             cwd=REPO_ROOT,  # workspace.yaml's working_directory "." and dagster.yaml are here
-            env=env,
-            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            # Its own process group, so that teardown reaches the webserver, the daemon and the
-            # code servers it starts, and nothing else.
-            start_new_session=True,
         )
     dev = DagsterDev(process, port, stdout, stderr)
     try:
         yield dev
     finally:
-        # SIGTERM is an interrupt for every dagster process: dagster dev stops its services and
-        # deletes its temporary instance directory. SIGKILL whatever is left after the wait.
+        # dagster dev stops its services and deletes its temporary instance directory on SIGTERM.
         clock = time.monotonic()
-        signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT)
-            how = f"exited {process.returncode} on SIGTERM"
-        except subprocess.TimeoutExpired:
-            how = f"still running {SHUTDOWN_TIMEOUT:.0f} s after SIGTERM, killed"
-        signal_group(process.pid, signal.SIGKILL)
-        process.wait()
+        how = dev_server.stop(process, SHUTDOWN_TIMEOUT)
         # A killed dagster dev leaves its instance directory in the repository root; remove it,
         # and only it (another dagster dev may be running from the same directory).
         leftover = temporary_instance_dir(dev.log())
@@ -206,26 +148,16 @@ def dagster_dev(env: dict[str, str], logs: Path) -> Iterator[DagsterDev]:
 
 
 def wait_until_serving(dev: DagsterDev) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if dev.process.poll() is not None:
-            pytest.fail(
-                f"dagster dev exited ({dev.process.returncode}) before serving:\n{dev.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(f"{dev.url}/server_info", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:  # refused, reset or timed out while it starts
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"dagster dev not serving after {STARTUP_TIMEOUT:.0f} s:\n{dev.log_tail()}")
+    try:
+        dev_server.wait_until_ready(dev.process, dev.url, STARTUP_TIMEOUT)
+    except dev_server.DagsterDevError as error:
+        pytest.fail(f"{error}:\n{dev.log_tail()}")
 
 
 def job_location(dev: DagsterDev) -> tuple[str, str]:
     """(location, repository) holding the job, as workspace.yaml names them; the location must
     have loaded without error."""
-    entries = dev.graphql(LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
+    entries = dev_server.location_entries(dev.url)
     assert len(entries) == 1, f"workspace.yaml should give one code location: {entries}"
     location = entries[0]["locationOrLoadError"]
     assert location and location["__typename"] == "RepositoryLocation", (
