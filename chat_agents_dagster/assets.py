@@ -64,7 +64,7 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
             context.log.warning("Full refresh: the selected tables are dropped and reloaded.")
         # A fresh source and pipeline every run: dagster-dlt fails a second run of one source
         # object in the same process (dagster-io/dagster#34052), and configuration may change.
-        pipeline = make_pipeline()
+        pipeline = make_pipeline(progress=context.log)
         source = chat_agents_source(full_refresh=full_refresh, run_stats=stats)
         # The pool keeps queued runs apart; the lock also covers runs that bypass the queue
         # (`dagster job execute`) and `chat-agents-load` on the same machine.

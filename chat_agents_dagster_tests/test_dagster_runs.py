@@ -87,3 +87,21 @@ def test_a_table_that_loads_no_rows_does_not_fail_the_run(
     assert aliases["rows_loaded"] == 0
     assert aliases["dagster/row_count"] == 0
     assert check_results(result)[("agent_aliases", "not_emptied")].passed
+
+
+def test_the_run_log_shows_dlt_progress_for_each_step(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_job(definitions(), instance)
+
+    assert result.success
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    progress = [m for m in messages if m.lstrip().startswith("-") and "---" in m]
+    steps = {m.strip("- \n").split()[0].lower() for m in progress}
+    assert {"extract", "normalize", "load"} <= steps, progress
+    extract = next(m for m in progress if m.strip("- \n").lower().startswith("extract"))
+    # dlt's counters name the tables as rows come in.
+    assert "agents" in extract

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(progress=logging.getLogger("chat_agents_dagster.progress"))
     try:
         stats = run_load(pipeline, full_refresh=args.full_refresh or full_refresh_requested())
     except PipelineStepFailed as error:

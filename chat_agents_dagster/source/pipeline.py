@@ -8,6 +8,7 @@ from typing import Any
 
 import dlt
 from dlt.common.destination import TDestinationReferenceArg
+from dlt.common.runtime.collector import NULL_COLLECTOR, LogCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
 
@@ -34,8 +35,17 @@ def full_refresh_requested() -> bool:
     return os.environ.get(FULL_REFRESH_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
+PROGRESS_PERIOD_S = 10.0
+
+
+def make_pipeline(
+    destination: TDestinationReferenceArg = None, progress: logging.Logger | None = None
+) -> dlt.Pipeline:
     """`chat_agents_pipeline` into `chat_agents_data`.
+
+    With `progress`, dlt's own progress (rows per table while extracting, files normalized, load
+    jobs done) goes to that logger every 10 s and at the end of each step, so a long run is not
+    silent; Dagster runs pass their run logger.
 
     The destination is dlt's `destination_type` setting (`DESTINATION_TYPE=postgres`, ...) unless
     one is passed, and DuckDB when neither says; its credentials are dlt's usual settings
@@ -52,6 +62,11 @@ def make_pipeline(destination: TDestinationReferenceArg = None) -> dlt.Pipeline:
         pipeline_name=PIPELINE_NAME,
         destination=destination,
         dataset_name=DATASET_NAME,
+        progress=(
+            LogCollector(PROGRESS_PERIOD_S, logger=progress, dump_system_stats=False)
+            if progress is not None
+            else NULL_COLLECTOR
+        ),
     )
 
 
