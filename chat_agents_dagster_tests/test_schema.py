@@ -13,6 +13,7 @@ import dlt
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.settings import DEFAULT_DUCKDB_FILE
 from chat_agents_dagster.source.rows import REDACTED
 from chat_agents_dagster_tests.helpers import API_KEY, columns, load, point_at, query, table_names
 
@@ -214,3 +215,24 @@ def test_the_duckdb_file_defaults_to_chat_agents_duckdb_and_follows_the_dlt_sett
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(elsewhere))
     load()
     assert elsewhere.exists()
+
+
+def test_a_duckdb_file_named_by_its_own_fields_is_used_with_its_settings(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS", raising=False)
+    database = isolated / "by_field.duckdb"
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__DATABASE", str(database))
+    monkeypatch.setenv(
+        "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "300MB"}'
+    )
+
+    pipeline, _ = load()
+
+    assert database.exists()
+    assert not (isolated / DEFAULT_DUCKDB_FILE).exists()
+    assert query(pipeline, "SELECT current_setting('memory_limit')")[0][0].endswith("MiB")
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.agents")[0][0] == len(
+        sandbox.world.agents()
+    )

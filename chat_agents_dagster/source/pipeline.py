@@ -53,7 +53,8 @@ def make_pipeline(
     """
     if destination is None:
         destination = destination_type()
-    if destination == "duckdb" and dlt.secrets.get("destination.duckdb.credentials") is None:
+    named = (dlt.secrets.get(f"destination.duckdb.credentials{k}") for k in ("", ".database"))
+    if destination == "duckdb" and not any(value is not None for value in named):
         # dlt would name the file after the pipeline. The default lives here, not in
         # .dlt/config.toml, because dlt treats credentials as secrets and refuses them there;
         # it applies only when no setting names a file, so it never shadows one.
