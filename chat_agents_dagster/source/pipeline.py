@@ -53,8 +53,9 @@ def make_pipeline(
     """
     if destination is None:
         destination = destination_type()
-    named = (dlt.secrets.get(f"destination.duckdb.credentials{k}") for k in ("", ".database"))
-    if destination == "duckdb" and not any(value is not None for value in named):
+    # A file named whole (`DESTINATION__DUCKDB__CREDENTIALS`) or field by field (`...__DATABASE`).
+    keys = ("destination.duckdb.credentials", "destination.duckdb.credentials.database")
+    if destination == "duckdb" and all(dlt.secrets.get(key) is None for key in keys):
         # dlt would name the file after the pipeline. The default lives here, not in
         # .dlt/config.toml, because dlt treats credentials as secrets and refuses them there;
         # it applies only when no setting names a file, so it never shadows one.
