@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
-from chat_agents_dagster_tests.helpers import API_KEY, isolate_environment
+from chat_agents_dagster_tests.helpers import API_KEY, isolate_environment, point_at
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +112,13 @@ def postgres_warehouse(postgres_database: URL, monkeypatch: pytest.MonkeyPatch) 
         postgres_database.render_as_string(hide_password=False),
     )
     return postgres_database
+
+
+@pytest.fixture
+def world_server(
+    start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
+) -> SandboxServer:
+    """A 40-agent world for runs that change it, with the environment pointing at it."""
+    server = start_sandbox(World.generate(agents=40, seed=21, max_versions=3, max_aliases=3))
+    point_at(server, monkeypatch.setenv)
+    return server

@@ -64,3 +64,16 @@ def columns(pipeline: dlt.Pipeline, table: str) -> set[str]:
 
 def table_names(pipeline: dlt.Pipeline) -> set[str]:
     return set(pipeline.default_schema.data_table_names())
+
+
+def error_chain(error: BaseException) -> list[BaseException]:
+    """The error and everything it wraps (causes, contexts and dlt's wrapped exception)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or current in seen:
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__, getattr(current, "exception", None)]
+    return seen

@@ -12,7 +12,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.source import ApiAuthError, ChatAgentsConfigError
-from chat_agents_dagster_tests.helpers import API_KEY, load, point_at, query
+from chat_agents_dagster_tests.helpers import API_KEY, error_chain, load, point_at, query
 
 
 def warehouse_tables(directory: Path) -> list[str]:
@@ -41,7 +41,7 @@ def test_a_refused_key_fails_at_once_names_the_setting_and_never_echoes_the_key(
         load()
 
     text = "".join(traceback.format_exception(failure.value))
-    assert any(isinstance(e, ApiAuthError) for e in _chain(failure.value))
+    assert any(isinstance(e, ApiAuthError) for e in error_chain(failure.value))
     assert "SOURCES__CHAT_AGENTS_SOURCE__API_KEY" in text
     assert "api_key in .dlt/secrets.toml" in text
     assert wrong_key not in text
@@ -59,7 +59,7 @@ def test_a_forbidden_answer_is_an_auth_error_too(
     with pytest.raises(PipelineStepFailed) as failure:
         load()
 
-    assert any(isinstance(e, ApiAuthError) for e in _chain(failure.value))
+    assert any(isinstance(e, ApiAuthError) for e in error_chain(failure.value))
     assert sandbox.stats.total() == 1
 
 
@@ -71,7 +71,7 @@ def test_a_run_without_any_key_fails_before_a_request_naming_every_setting(
     with pytest.raises(PipelineStepFailed) as failure:
         load()
 
-    error = next(e for e in _chain(failure.value) if isinstance(e, ChatAgentsConfigError))
+    error = next(e for e in error_chain(failure.value) if isinstance(e, ChatAgentsConfigError))
     for setting in ("[sources.chat_agents_source] api_key", "SOURCES__CHAT_AGENTS_SOURCE__API_KEY"):
         assert setting in str(error)
     assert "MISTRAL_API_KEY" in str(error)
@@ -112,7 +112,7 @@ def test_a_bad_setting_fails_before_any_request_and_names_the_setting(
     with pytest.raises(PipelineStepFailed) as failure:
         load()
 
-    error = next(e for e in _chain(failure.value) if isinstance(e, ChatAgentsConfigError))
+    error = next(e for e in error_chain(failure.value) if isinstance(e, ChatAgentsConfigError))
     assert says in str(error)
     assert f"SOURCES__CHAT_AGENTS_SOURCE__{setting}" in str(error)
     assert sandbox.stats.total() == 0
@@ -186,15 +186,3 @@ def test_server_errors_that_persist_fail_the_run_after_the_retry_bound(
     assert "answered 500 to GET /agents/pages" in str(failure.value)
     assert sandbox.stats.count("GET /v1/agents/pages") == 3
     assert warehouse_tables(isolated) == []
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or current in seen:
-            continue
-        seen.append(current)
-        pending += [current.__cause__, current.__context__, getattr(current, "exception", None)]
-    return seen

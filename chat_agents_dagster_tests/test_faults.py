@@ -23,7 +23,7 @@ from chat_agents_dagster.sandbox.stats import LoggedRequest
 from chat_agents_dagster.source import ApiNotFoundError, ChatAgentsConfigError
 from chat_agents_dagster.source.api import ApiAnswerError, ApiConnectionError
 from chat_agents_dagster.source.pacing import Pacer
-from chat_agents_dagster_tests.helpers import API_KEY, load, point_at
+from chat_agents_dagster_tests.helpers import API_KEY, error_chain, load, point_at
 from chat_agents_dagster_tests.warehouse import assert_equals_truth, snapshot
 
 LISTING = "GET /v1/agents/pages"
@@ -56,23 +56,10 @@ def loaded(server: SandboxServer, isolated: Path) -> Iterator[Path]:
     yield isolated / "warehouse.duckdb"
 
 
-def chain(error: BaseException) -> list[BaseException]:
-    """The error and everything it wraps (causes, contexts and dlt's wrapped exception)."""
-    seen: list[BaseException] = []
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or current in seen:
-            continue
-        seen.append(current)
-        pending += [current.__cause__, current.__context__, getattr(current, "exception", None)]
-    return seen
-
-
 def failure_of(error: BaseException, kind: type[BaseException]) -> BaseException:
     """The `kind` error a failed run carries; its whole traceback never shows the API key."""
     assert API_KEY not in "".join(traceback.format_exception(error))
-    return next(e for e in chain(error) if isinstance(e, kind))
+    return next(e for e in error_chain(error) if isinstance(e, kind))
 
 
 def fails_and_changes_nothing(server: SandboxServer, database: Path) -> PipelineStepFailed:

@@ -2,7 +2,6 @@
 requests the change needs; deletions are marked, not dropped; state lives in the destination."""
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import dlt
@@ -10,25 +9,16 @@ import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.settings import TABLES
 from chat_agents_dagster.source import make_pipeline
-from chat_agents_dagster_tests.helpers import load, point_at, query
+from chat_agents_dagster_tests.helpers import load, query
 from chat_agents_dagster_tests.warehouse import assert_equals_truth, deleted
 
 DETAIL = "GET /v1/agents/{agent_id}"
 VERSIONS = "GET /v1/agents/{agent_id}/versions"
 VERSION = "GET /v1/agents/{agent_id}/versions/{version}"
 ALIASES = "GET /v1/agents/{agent_id}/aliases"
-
-
-@pytest.fixture
-def world_server(
-    start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
-) -> SandboxServer:
-    server = start_sandbox(World.generate(agents=40, seed=21, max_versions=3, max_aliases=3))
-    point_at(server, monkeypatch.setenv)
-    return server
 
 
 def test_a_changed_world_is_merged_in_fetching_only_what_changed(

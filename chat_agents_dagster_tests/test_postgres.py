@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import URL
 
-from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.settings import DATASET_NAME, TABLES
 from chat_agents_dagster.source import make_pipeline
 from chat_agents_dagster_tests.dagster_helpers import (
@@ -85,15 +85,6 @@ def test_the_whole_job_loads_into_postgres_and_every_check_passes_there(
         world.agents()
     )
     assert not list(isolated.glob("*.duckdb"))
-
-
-@pytest.fixture
-def world_server(
-    start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
-) -> SandboxServer:
-    server = start_sandbox(World.generate(agents=40, seed=21, max_versions=3, max_aliases=3))
-    point_at(server, monkeypatch.setenv)
-    return server
 
 
 def test_a_rerun_on_postgres_merges_the_changes_and_marks_deletions(
