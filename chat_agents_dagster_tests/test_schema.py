@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
@@ -236,3 +237,22 @@ def test_a_duckdb_file_named_by_its_own_fields_is_used_with_its_settings(
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.agents")[0][0] == len(
         sandbox.world.agents()
     )
+
+
+def test_the_default_duckdb_file_is_the_one_in_the_working_directory_of_each_run(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    """dlt resolves a relative DuckDB path against the directory of the pipeline's first run, kept
+    in its local state: a run from another directory must still use its own file."""
+    point_at(sandbox, monkeypatch.setenv)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS", raising=False)
+    first, second = isolated / "first", isolated / "second"
+    for directory in (first, second):
+        directory.mkdir()
+        monkeypatch.chdir(directory)
+        load()
+
+    for directory in (first, second):
+        with duckdb.connect(str(directory / DEFAULT_DUCKDB_FILE), read_only=True) as connection:
+            rows = connection.execute("SELECT COUNT(*) FROM chat_agents_data.agents").fetchone()
+        assert rows == (len(sandbox.world.agents()),), directory

@@ -58,8 +58,10 @@ def make_pipeline(
     if destination == "duckdb" and all(dlt.secrets.get(key) is None for key in keys):
         # dlt would name the file after the pipeline. The default lives here, not in
         # .dlt/config.toml, because dlt treats credentials as secrets and refuses them there;
-        # it applies only when no setting names a file, so it never shadows one.
-        destination = dlt.destinations.duckdb(credentials=DEFAULT_DUCKDB_FILE)
+        # it applies only when no setting names a file, so it never shadows one. Absolute:
+        # dlt resolves a relative path against the directory of the pipeline's first run,
+        # kept in its local state, not against this run's.
+        destination = dlt.destinations.duckdb(credentials=os.path.abspath(DEFAULT_DUCKDB_FILE))
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         destination=destination,
