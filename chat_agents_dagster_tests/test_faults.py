@@ -11,7 +11,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -123,11 +122,10 @@ def test_a_server_that_stops_answering_fails_the_run_in_bounded_time_naming_the_
     assert "RUNTIME__REQUEST_TIMEOUT" in str(error)
     attempts = by_target(server.stats.requests(ALIASES))
     assert max(len(tries) for tries in attempts.values()) == 3
-    # Each attempt was given up at the timeout, not sooner (backoff alone is 0.01 s; the
-    # sandbox stamps a request a little after the client starts its clock).
-    for tries in attempts.values():
-        for earlier, later in pairwise(tries):
-            assert later.arrived - earlier.arrived >= 0.9
+    # Each attempt was given up at the timeout, not sooner: three waits of 1 s at least (backoff
+    # alone is 0.01 s). Measured on the client's clock: the sandbox's arrival stamps lag behind
+    # the client's timer when the machine is busy, so gaps between them prove nothing.
+    assert elapsed >= 3 * 1.0
     assert elapsed < 60
     pipeline, _ = load()
     assert_equals_truth(pipeline, server.world)
