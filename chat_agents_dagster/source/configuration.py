@@ -37,7 +37,7 @@ def destination_type() -> str:
     except DestinationException as error:
         raise ChatAgentsConfigError(
             f"destination_type is {name!r}, which is no dlt destination (duckdb, postgres,"
-            " bigquery, snowflake, filesystem, ..., or a [destination.<name>] section with its own"
+            " bigquery, snowflake, databricks, ..., or a [destination.<name>] section with its own"
             " destination_type). Change destination_type in .dlt/config.toml or DESTINATION_TYPE."
         ) from error
     return name
