@@ -92,8 +92,16 @@ def new_postgres_database(postgres_server: URL) -> Iterator[Callable[[], URL]]:
         yield create
         with admin.cursor() as cursor:
             for name in created:
-                # FORCE: a connection pool the test left open must not keep the database alive.
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                # A connection pool the test left open must not keep the database alive: end this
+                # role's sessions on it. Not `DROP DATABASE ... WITH (FORCE)`: that also signals an
+                # autovacuum worker busy on the new tables, which a role without pg_signal_backend
+                # may not do (CI failed on it); a plain DROP cancels autovacuum by itself.
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
     finally:
         admin.close()
 
