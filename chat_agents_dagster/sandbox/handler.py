@@ -102,8 +102,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body[: reply.cut_at])
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Path only: query strings and headers stay out of logs.
-        logger.debug("%s %s -> %s", self.command, urlsplit(self.path).path, code)
+        # Path only: query strings and headers stay out of logs. A request line that could not be
+        # parsed (a TLS handshake sent to this plain-HTTP server) leaves no path.
+        path = urlsplit(getattr(self, "path", "")).path
+        logger.debug("%s %s -> %s", self.command, path or "(unparsed request)", code)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("sandbox http: " + format, *args)
