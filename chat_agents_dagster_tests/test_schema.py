@@ -263,34 +263,39 @@ def test_the_default_duckdb_file_is_the_one_in_the_working_directory_of_each_run
 def test_the_committed_memory_settings_are_the_ones_dlt_and_duckdb_use(
     sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, file_setting: str
 ) -> None:
-    """`.dlt/config.toml` bounds dlt's writer buffers and DuckDB's memory; a setting in a section
-    dlt does not read there would be silently ignored (the extraction's buffer once was)."""
+    """`.dlt/config.toml` bounds dlt's writer buffers and DuckDB's memory and turns off the
+    compression of dlt's files; a setting in a section dlt does not read there would be silently
+    ignored (the extraction's buffer once was)."""
     point_at(sandbox, monkeypatch.setenv)
     monkeypatch.setenv("DLT_PROJECT_DIR", str(REPO))
     if file_setting == "default file":
         monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS")
     config = tomllib.loads((REPO / ".dlt" / "config.toml").read_text())
     # A spy on dlt's real writer: every buffer it opens, extraction's and normalization's.
-    buffers: list[tuple[str, int]] = []
+    writers: list[tuple[str, int, bool]] = []
     real_init = BufferedDataWriter.__init__
 
     def spy(self: BufferedDataWriter[Any], *args: Any, **kwargs: Any) -> None:
         real_init(self, *args, **kwargs)
-        buffers.append((self.writer_spec.file_format, self.buffer_max_items))
+        writers.append((self.writer_spec.file_format, self.buffer_max_items, self.should_compress))
 
     monkeypatch.setattr(BufferedDataWriter, "__init__", spy)
 
     pipeline, _ = load()
 
-    extract_buffer = config["sources"]["chat_agents_source"]["data_writer"]["buffer_max_items"]
-    normalize_buffer = config["normalize"]["data_writer"]["buffer_max_items"]
-    assert ("typed-jsonl", extract_buffer) in buffers  # what extraction writes
-    assert ("jsonl", normalize_buffer) in buffers  # what normalization writes for DuckDB
-    assert {size for _, size in buffers} <= {extract_buffer, normalize_buffer}
+    extracting = config["sources"]["chat_agents_source"]["data_writer"]
+    normalizing = config["normalize"]["data_writer"]
+    expected = {
+        # what extraction writes, and what normalization writes for DuckDB
+        ("typed-jsonl", extracting["buffer_max_items"], not extracting["disable_compression"]),
+        ("jsonl", normalizing["buffer_max_items"], not normalizing["disable_compression"]),
+    }
+    assert expected <= set(writers)
+    assert {size for _, size, _ in writers} <= {size for _, size, _ in expected}
+    assert not any(compressed for _, _, compressed in writers)
     limit = config["destination"]["duckdb"]["credentials"]["global_config"]["memory_limit"]
-    expected = duckdb.connect().execute(
+    duckdb_reads = duckdb.connect().execute(
         f"SET memory_limit = '{limit}'; SELECT current_setting('memory_limit')"
     )
-    assert (
-        query(pipeline, "SELECT current_setting('memory_limit')")[0][0] == expected.fetchall()[0][0]
-    )
+    in_effect = query(pipeline, "SELECT current_setting('memory_limit')")[0][0]
+    assert in_effect == duckdb_reads.fetchall()[0][0]
