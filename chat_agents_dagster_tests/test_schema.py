@@ -12,7 +12,6 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
-from dlt.common.data_writers.buffered import BufferedDataWriter
 
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.settings import DEFAULT_DUCKDB_FILE
@@ -260,29 +259,29 @@ def test_the_default_duckdb_file_is_the_one_in_the_working_directory_of_each_run
 
 
 @pytest.mark.parametrize("file_setting", ["default file", "DESTINATION__DUCKDB__CREDENTIALS"])
-def test_the_committed_memory_settings_are_the_ones_dlt_and_duckdb_use(
-    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, file_setting: str
+def test_the_committed_writer_settings_are_the_ones_dlt_uses(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path, file_setting: str
 ) -> None:
-    """`.dlt/config.toml` bounds dlt's writer buffers and DuckDB's memory and turns off the
-    compression of dlt's files; a setting in a section dlt does not read there would be silently
-    ignored (the extraction's buffer once was)."""
+    """`.dlt/config.toml` bounds dlt's writer buffers and turns off the compression of its files;
+    a setting in a section dlt does not read there is silently ignored (the extraction's buffer
+    once was). A process of its own: dlt reads config.toml once per process."""
     point_at(sandbox, monkeypatch.setenv)
     monkeypatch.setenv("DLT_PROJECT_DIR", str(REPO))
     if file_setting == "default file":
         monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS")
     config = tomllib.loads((REPO / ".dlt" / "config.toml").read_text())
-    # A spy on dlt's real writer: every buffer it opens, extraction's and normalization's.
-    writers: list[tuple[str, int, bool]] = []
-    real_init = BufferedDataWriter.__init__
 
-    def spy(self: BufferedDataWriter[Any], *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        writers.append((self.writer_spec.file_format, self.buffer_max_items, self.should_compress))
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_agents_dagster_tests.spy_writers"],
+        cwd=isolated,
+        env={**os.environ, "PYTHONPATH": str(REPO)},  # for chat_agents_dagster_tests
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
 
-    monkeypatch.setattr(BufferedDataWriter, "__init__", spy)
-
-    pipeline, _ = load()
-
+    writers = {tuple(writer) for writer in json.loads(result.stdout.strip().splitlines()[-1])}
     extracting = config["sources"]["chat_agents_source"]["data_writer"]
     normalizing = config["normalize"]["data_writer"]
     expected = {
@@ -290,12 +289,6 @@ def test_the_committed_memory_settings_are_the_ones_dlt_and_duckdb_use(
         ("typed-jsonl", extracting["buffer_max_items"], not extracting["disable_compression"]),
         ("jsonl", normalizing["buffer_max_items"], not normalizing["disable_compression"]),
     }
-    assert expected <= set(writers)
+    assert expected <= writers
     assert {size for _, size, _ in writers} <= {size for _, size, _ in expected}
     assert not any(compressed for _, _, compressed in writers)
-    limit = config["destination"]["duckdb"]["credentials"]["global_config"]["memory_limit"]
-    duckdb_reads = duckdb.connect().execute(
-        f"SET memory_limit = '{limit}'; SELECT current_setting('memory_limit')"
-    )
-    in_effect = query(pipeline, "SELECT current_setting('memory_limit')")[0][0]
-    assert in_effect == duckdb_reads.fetchall()[0][0]
