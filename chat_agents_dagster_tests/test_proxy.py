@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -94,14 +95,14 @@ def test_no_proxy_sends_the_requests_for_its_hosts_directly(
 
 
 def test_the_ca_bundle_named_by_requests_ca_bundle_is_used(
-    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     point_at(sandbox, monkeypatch.setenv)
     # An https URL makes requests open the bundle before connecting; a bundle that is not there
     # fails the run naming it, which proves the variable was read.
     https_url = sandbox.base_url.replace("http://", "https://", 1)
     monkeypatch.setenv("SOURCES__CHAT_AGENTS_SOURCE__BASE_URL", https_url)
-    missing = f"{tmp_path}/no-such-bundle.pem"
+    missing = str(tmp_path / "no-such-bundle.pem")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", missing)
     with pytest.raises(Exception) as failure:
         load()

@@ -585,8 +585,7 @@ def test_a_request_line_it_cannot_parse_gets_a_400_not_a_dropped_connection(
     server: SandboxServer,
 ) -> None:
     # What an https client sends to this plain-HTTP server: a TLS ClientHello, no request line.
-    host, port = server.base_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as connection:
+    with socket.create_connection((server.host, server.port), timeout=10) as connection:
         connection.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n")
         answer = connection.recv(4096)
     # No parsable request line means no HTTP version either: the error page comes without one.
