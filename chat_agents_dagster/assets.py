@@ -8,7 +8,7 @@ from dagster_dlt import DagsterDltResource, dlt_assets
 from pydantic import Field
 
 from chat_agents_dagster.settings import (
-    AGENTS_PAGE_SIZE_MAX,
+    AGENTS_PAGE_SIZE,
     DEFAULT_BASE_URL,
     VERSIONS_PAGE_SIZE_MAX,
 )
@@ -16,6 +16,7 @@ from chat_agents_dagster.source import RunStats, after_load, chat_agents_source,
 from chat_agents_dagster.source.lock import one_run_at_a_time
 from chat_agents_dagster.source.pipeline import (
     FULL_REFRESH_VARIABLE,
+    duckdb_memory_explained,
     full_refresh_requested,
     prepare_run,
     table_row_counts,
@@ -34,7 +35,7 @@ def _definition_source() -> Any:
     return chat_agents_source(
         api_key=None,
         base_url=DEFAULT_BASE_URL,
-        agents_page_size=AGENTS_PAGE_SIZE_MAX,
+        agents_page_size=AGENTS_PAGE_SIZE,
         versions_page_size=VERSIONS_PAGE_SIZE_MAX,
     )
 
@@ -68,7 +69,7 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
         source = chat_agents_source(full_refresh=full_refresh, run_stats=stats)
         # The pool keeps queued runs apart; the lock also covers runs that bypass the queue
         # (`dagster job execute`) and `chat-agents-load` on the same machine.
-        with one_run_at_a_time(pipeline):
+        with one_run_at_a_time(pipeline), duckdb_memory_explained(pipeline):
             options = prepare_run(pipeline, source, full_refresh)
             results = list(
                 dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **options)

@@ -22,9 +22,12 @@ API_KEY_SETTINGS = (
     "MISTRAL_API_KEY",
 )
 
-# Page-size bounds from Mistral's OpenAPI document; the largest allowed size is the default so that
-# a listing costs as few requests as the API permits.
+# Page-size bounds from Mistral's OpenAPI document. A version listing asks for the largest size, so
+# that it costs as few requests as the API permits. The agents listing asks for 100: each page is
+# held while its agents' children are fetched, and 1,000-agent pages held 16 MiB more at 3,000
+# agents, for 27 fewer requests out of 24,000.
 AGENTS_PAGE_SIZE_MAX = 1000
+AGENTS_PAGE_SIZE = 100
 VERSIONS_PAGE_SIZE_MAX = 100
 
 

@@ -22,6 +22,7 @@ from chat_agents_dagster.sandbox.stats import LoggedRequest
 from chat_agents_dagster.source import ApiNotFoundError, ChatAgentsConfigError
 from chat_agents_dagster.source.api import ApiAnswerError, ApiConnectionError
 from chat_agents_dagster.source.pacing import Pacer
+from chat_agents_dagster.source.pipeline import DuckDbOutOfMemoryError
 from chat_agents_dagster_tests.helpers import API_KEY, error_chain, load, point_at
 from chat_agents_dagster_tests.warehouse import assert_equals_truth, snapshot
 
@@ -354,3 +355,23 @@ def test_a_page_size_that_is_not_a_number_fails_before_any_request_naming_the_se
         load()
 
     assert server.stats.total() == 0
+
+
+# The warehouse's own limits
+
+
+def test_duckdb_out_of_its_memory_limit_fails_naming_the_setting_and_changes_nothing(
+    server: SandboxServer, loaded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "16MB"}'
+    )
+
+    with pytest.raises(DuckDbOutOfMemoryError) as failure:
+        load()
+
+    assert "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG" in str(failure.value)
+    assert "Out of Memory" in str(failure.value.__cause__)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG")
+    pipeline, _ = load()
+    assert_equals_truth(pipeline, server.world)

@@ -9,6 +9,7 @@ import dlt
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
+from chat_agents_dagster.settings import AGENTS_PAGE_SIZE, VERSIONS_PAGE_SIZE_MAX
 from chat_agents_dagster.source import RunStats
 from chat_agents_dagster_tests.helpers import API_KEY, isolate_environment, load, point_at, query
 
@@ -82,9 +83,11 @@ def test_the_load_makes_exactly_the_requests_the_page_sizes_require(big_load: An
     agents = world.agents()
     version_counts = [len(world.versions(a["id"])) for a in agents]
     expected = {
-        "GET /v1/agents/pages": math.ceil(len(agents) / 1000),
+        "GET /v1/agents/pages": math.ceil(len(agents) / AGENTS_PAGE_SIZE),
         "GET /v1/agents/{agent_id}": len(agents),
-        "GET /v1/agents/{agent_id}/versions": sum(math.ceil(n / 100) for n in version_counts),
+        "GET /v1/agents/{agent_id}/versions": sum(
+            math.ceil(n / VERSIONS_PAGE_SIZE_MAX) for n in version_counts
+        ),
         "GET /v1/agents/{agent_id}/aliases": len(agents),
         "GET /v1/agents/{agent_id}/versions/{version}": sum(version_counts),
     }

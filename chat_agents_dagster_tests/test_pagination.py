@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.settings import AGENTS_PAGE_SIZE
 from chat_agents_dagster_tests.helpers import load, point_at, query
 
 
@@ -76,3 +77,19 @@ def test_version_listing_stops_when_the_agents_version_count_is_reached(
         math.ceil(n / 100) for n in counts
     )
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.agent_versions")[0][0] == sum(counts)
+
+
+def test_agents_are_listed_a_hundred_at_a_time_unless_configured(
+    start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing page is held while its agents' children are fetched: the default keeps it small."""
+    world = World.generate(agents=250, seed=3, max_versions=1)
+    server = start_sandbox(world)
+    point_at(server, monkeypatch.setenv)
+
+    pipeline, _ = load()
+
+    assert set(query(pipeline, "SELECT id FROM {dataset}.agents")) == agent_ids(world)
+    listing = server.stats.requests("GET /v1/agents/pages")
+    assert len(listing) == math.ceil(len(world.agents()) / AGENTS_PAGE_SIZE)
+    assert all(f"page_size={AGENTS_PAGE_SIZE}" in request.target for request in listing)

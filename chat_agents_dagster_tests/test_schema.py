@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
-from chat_agents_dagster.settings import DEFAULT_DUCKDB_FILE
+from chat_agents_dagster.settings import AGENTS_PAGE_SIZE, DEFAULT_DUCKDB_FILE
+from chat_agents_dagster.source.pipeline import DUCKDB_SETTINGS
 from chat_agents_dagster.source.rows import REDACTED
 from chat_agents_dagster_tests.helpers import API_KEY, columns, load, point_at, query, table_names
 
@@ -201,6 +202,7 @@ def test_the_committed_dlt_config_turns_telemetry_off_and_loads_without_error() 
     config = tomllib.loads((REPO / ".dlt" / "config.toml").read_text())
     assert config["runtime"]["dlthub_telemetry"] is False
     assert config["sources"]["chat_agents_source"]["base_url"] == "https://api.mistral.ai/v1"
+    assert config["sources"]["chat_agents_source"]["agents_page_size"] == AGENTS_PAGE_SIZE
 
 
 def test_the_duckdb_file_defaults_to_chat_agents_duckdb_and_follows_the_dlt_setting(
@@ -218,6 +220,40 @@ def test_the_duckdb_file_defaults_to_chat_agents_duckdb_and_follows_the_dlt_sett
     assert elsewhere.exists()
 
 
+def duckdb_shows(setting: str, value: str) -> Any:
+    """How DuckDB reports `value` of `setting` once set (128MB reads back as 122.0 MiB)."""
+    with duckdb.connect() as connection:
+        connection.execute(f"SET {setting} = '{value}'")
+        row = connection.execute(f"SELECT current_setting('{setting}')").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def duckdb_settings(pipeline: dlt.Pipeline) -> tuple[Any, ...]:
+    return query(pipeline, "SELECT current_setting('memory_limit'), current_setting('threads')")[0]
+
+
+@pytest.mark.parametrize("named", ["not at all", "whole", "field by field"])
+def test_duckdb_is_bounded_by_default_however_its_file_is_named(
+    named: str, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS", raising=False)
+    database = isolated / "named.duckdb"
+    if named == "whole":
+        monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(database))
+    elif named == "field by field":
+        monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__DATABASE", str(database))
+
+    pipeline, _ = load()
+
+    assert (isolated / DEFAULT_DUCKDB_FILE if named == "not at all" else database).exists()
+    assert duckdb_settings(pipeline) == (
+        duckdb_shows("memory_limit", DUCKDB_SETTINGS["memory_limit"]),
+        DUCKDB_SETTINGS["threads"],
+    )
+
+
 def test_a_duckdb_file_named_by_its_own_fields_is_used_with_its_settings(
     sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:
@@ -233,7 +269,11 @@ def test_a_duckdb_file_named_by_its_own_fields_is_used_with_its_settings(
 
     assert database.exists()
     assert not (isolated / DEFAULT_DUCKDB_FILE).exists()
-    assert query(pipeline, "SELECT current_setting('memory_limit')")[0][0].endswith("MiB")
+    # The user's setting wins; the defaults fill what it does not set.
+    assert duckdb_settings(pipeline) == (
+        duckdb_shows("memory_limit", "300MB"),
+        DUCKDB_SETTINGS["threads"],
+    )
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.agents")[0][0] == len(
         sandbox.world.agents()
     )

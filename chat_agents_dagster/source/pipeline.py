@@ -3,14 +3,17 @@ back from any SQL destination."""
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dlt
 from dlt.common.destination import TDestinationReferenceArg
 from dlt.common.runtime.collector import NULL_COLLECTOR, LogCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract import DltSource
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from chat_agents_dagster.settings import (
     DATASET_NAME,
@@ -38,6 +41,64 @@ def full_refresh_requested() -> bool:
 PROGRESS_PERIOD_S = 10.0
 
 
+# DuckDB's settings for the connections dlt opens to the DuckDB file, under the user's own
+# `global_config` (DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG). DuckDB's default lets its
+# buffer pool keep what a load writes, up to 80% of the machine's memory, so a run's memory grew
+# with the warehouse: a 3,000-agent first load's load step added 91 MiB with DuckDB's defaults,
+# 48 MiB with these, in the same time (about 9 s). One thread: with two, 128 MB makes DuckDB spill
+# and the load take 60% longer. Below about 100 MB DuckDB's JSON reader runs out of memory.
+DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "threads": 1}
+
+
+def _duckdb_destination() -> TDestinationReferenceArg:
+    """DuckDB with `DUCKDB_SETTINGS` under the user's own settings, in the file the user names
+    (whole: `DESTINATION__DUCKDB__CREDENTIALS`; field by field: `...__DATABASE`, which dlt
+    resolves as usual), else `chat_agents.duckdb` in the working directory.
+
+    The settings are passed on a credentials object because dlt treats DuckDB's settings as
+    credentials: a `[destination.duckdb.credentials]` table in config.toml makes it refuse a
+    file named field by field. dlt's resolution keeps what the object sets and fills the rest.
+    """
+    whole: Any = dlt.secrets.get("destination.duckdb.credentials")
+    by_field: Any = dlt.secrets.get("destination.duckdb.credentials.database")
+    own = dlt.secrets.get("destination.duckdb.credentials.global_config", dict) or {}
+    named: Any
+    if isinstance(whole, str):
+        named = whole
+    elif by_field is None:
+        # dlt would name the file after the pipeline. Absolute: dlt resolves a relative path
+        # against the directory of the pipeline's first run, kept in its local state, not
+        # against this run's.
+        named = os.path.abspath(DEFAULT_DUCKDB_FILE)
+    else:
+        named = None
+    credentials = DuckDbCredentials(named, global_config={**DUCKDB_SETTINGS, **own})
+    return dlt.destinations.duckdb(credentials=credentials)
+
+
+class DuckDbOutOfMemoryError(RuntimeError):
+    """DuckDB needed more memory for the load than its `memory_limit` allows."""
+
+
+@contextmanager
+def duckdb_memory_explained(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """DuckDB running out of its memory limit surfaces from dlt as a load job that failed its
+    retries; this names the setting to raise instead."""
+    try:
+        yield
+    except PipelineStepFailed as error:
+        if pipeline.destination.destination_name != "duckdb" or "Out of Memory" not in str(error):
+            raise
+        raise DuckDbOutOfMemoryError(
+            "DuckDB ran out of the memory this load allows it (its memory_limit,"
+            f" {DUCKDB_SETTINGS['memory_limit']} unless set). Raise it for this warehouse, e.g."
+            " DESTINATION__DUCKDB__CREDENTIALS__"
+            'GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\' (or global_config under'
+            " [destination.duckdb.credentials] in .dlt/secrets.toml), and run again: the next"
+            " run loads again what this one could not."
+        ) from error
+
+
 def make_pipeline(
     destination: TDestinationReferenceArg = None, progress: logging.Logger | None = None
 ) -> dlt.Pipeline:
@@ -53,15 +114,8 @@ def make_pipeline(
     """
     if destination is None:
         destination = destination_type()
-    # A file named whole (`DESTINATION__DUCKDB__CREDENTIALS`) or field by field (`...__DATABASE`).
-    keys = ("destination.duckdb.credentials", "destination.duckdb.credentials.database")
-    if destination == "duckdb" and all(dlt.secrets.get(key) is None for key in keys):
-        # dlt would name the file after the pipeline. The default lives here, not in
-        # .dlt/config.toml, because dlt treats credentials as secrets and refuses them there;
-        # it applies only when no setting names a file, so it never shadows one. Absolute:
-        # dlt resolves a relative path against the directory of the pipeline's first run,
-        # kept in its local state, not against this run's.
-        destination = dlt.destinations.duckdb(credentials=os.path.abspath(DEFAULT_DUCKDB_FILE))
+    if destination == "duckdb":
+        destination = _duckdb_destination()
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         destination=destination,
@@ -132,7 +186,7 @@ def run_load(
     the tables and loads everything."""
     stats = stats if stats is not None else RunStats()
     source = chat_agents_source(full_refresh=full_refresh, run_stats=stats, **source_args)
-    with one_run_at_a_time(pipeline):
+    with one_run_at_a_time(pipeline), duckdb_memory_explained(pipeline):
         pipeline.run(source, **prepare_run(pipeline, source, full_refresh))
         after_load(pipeline, set(source.selected_resources), stats)
     return stats

@@ -22,7 +22,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
 from chat_agents_dagster.settings import (
-    AGENTS_PAGE_SIZE_MAX,
+    AGENTS_PAGE_SIZE,
     DEFAULT_BASE_URL,
     SOURCE_NAME,
     TABLES_BY_NAME,
@@ -108,7 +108,7 @@ class _Run:
 def chat_agents_source(
     api_key: TSecretStrValue | None = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,
-    agents_page_size: int = AGENTS_PAGE_SIZE_MAX,
+    agents_page_size: int = AGENTS_PAGE_SIZE,
     versions_page_size: int = VERSIONS_PAGE_SIZE_MAX,
     requests_per_second: float = 0.0,
     aliases_every_run: bool = True,
