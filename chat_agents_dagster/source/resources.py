@@ -4,7 +4,7 @@ Dagster-free by design (the Dagster layer imports this, never the reverse). Buil
 resolves no secret and makes no request; the key is looked up, and the settings checked, when the
 first resource starts, so a code location can build it with no key at all.
 
-Cost follows change: every run lists the agents (one request per 1,000) and fetches aliases; an
+Cost follows change: every run lists the agents (one request per 100) and fetches aliases; an
 agent's detail only when it is new or its `updated_at` or `versions` changed; a version (listing
 row or detail) only once, as versions never change. What was loaded is kept in dlt's source state
 (see state.py). Child requests run in dlt's extract pool (`[sources.chat_agents_source.extract]
