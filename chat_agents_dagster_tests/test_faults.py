@@ -141,11 +141,12 @@ def test_a_proxy_error_page_answered_with_200_is_retried(
     html = {"Content-Type": "text/html"}
     server.fail_next(2, status=200, route=DETAIL, headers=html, body=PROXY_PAGE)
 
-    pipeline, _ = load()
+    pipeline, stats = load()
 
     # Two answers more than agents asked for: the two error pages were asked again.
     attempts = by_target(server.stats.requests(DETAIL))
     assert sum(len(tries) for tries in attempts.values()) == len(attempts) + 2
+    assert stats.retried == 2
     assert_equals_truth(pipeline, server.world)
 
 

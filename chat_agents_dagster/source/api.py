@@ -150,7 +150,11 @@ class AgentsApi:
             _raise_for(endpoint, response)
             if not 200 <= response.status_code < 300:
                 return  # a redirect, which requests follows
-            body = _json_body(endpoint, response)
+            try:
+                body = _json_body(endpoint, response)
+            except ApiAnswerError:
+                self.stats.malformed_answer()
+                raise
             # Parsed here, inside the retried send, so that a malformed body is retried; the
             # paginator and `_get` then read this parse instead of parsing the body again.
             response.json = lambda **_: body  # type: ignore[method-assign]

@@ -17,12 +17,17 @@ class RunStats:
         self.by_endpoint: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
         self.api_rows: Counter[str] = Counter()
+        self.malformed = 0  # successes whose body was not JSON, retried like server errors
         self.agents = AgentCounts()
 
     def record(self, endpoint: str, status: int) -> None:
         with self._lock:
             self.by_endpoint[endpoint] += 1
             self.by_status[status] += 1
+
+    def malformed_answer(self) -> None:
+        with self._lock:
+            self.malformed += 1
 
     def rows_from_api(self, table: str, rows: int) -> None:
         """Live rows the API returned for `table` this run (tombstones not counted)."""
@@ -35,8 +40,10 @@ class RunStats:
 
     @property
     def retried(self) -> int:
-        """Answers that made dlt's session try again (or give up): 429s and server errors."""
-        return sum(n for status, n in self.by_status.items() if status in RETRIED_STATUSES)
+        """Answers that made dlt's session try again (or give up): 429s, server errors and
+        successes whose body was not JSON."""
+        statuses = sum(n for status, n in self.by_status.items() if status in RETRIED_STATUSES)
+        return statuses + self.malformed
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
