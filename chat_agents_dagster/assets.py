@@ -76,10 +76,11 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
             )
             tables = [result.asset_key.path[-1] for result in results if result.asset_key]
             after_load(pipeline, set(tables), stats)
+            # Counted before the lock is released, for the run that may be waiting for it.
+            counts = table_row_counts(pipeline, tables, live_only=False)
+            live = table_row_counts(pipeline, tables)
         report = stats.as_dict()
         context.log.info(f"Mistral API answers and agents this run: {report}")
-        counts = table_row_counts(pipeline, tables, live_only=False)
-        live = table_row_counts(pipeline, tables)
         for result, table in zip(results, tables, strict=True):
             # dagster-dlt omits rows_loaded for a table that loaded nothing and names the table
             # after the schema, not the dataset; both are set right here.

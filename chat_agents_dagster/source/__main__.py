@@ -10,10 +10,11 @@ import sys
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from chat_agents_dagster.source.lock import one_run_at_a_time
 from chat_agents_dagster.source.pipeline import (
     full_refresh_requested,
+    load_holding_the_lock,
     make_pipeline,
-    run_load,
     table_row_counts,
 )
 
@@ -36,14 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     pipeline = make_pipeline(progress=logging.getLogger("chat_agents_dagster.progress"))
+    full_refresh = args.full_refresh or full_refresh_requested()
     try:
-        stats = run_load(pipeline, full_refresh=args.full_refresh or full_refresh_requested())
+        # The rows are counted before the lock is released: a run waiting for it opens the
+        # warehouse at once, and DuckDB lets one process at a time open its file.
+        with one_run_at_a_time(pipeline):
+            stats = load_holding_the_lock(pipeline, full_refresh=full_refresh)
+            rows = table_row_counts(pipeline)
     except PipelineStepFailed as error:
         sys.stderr.write(f"Load failed in the {error.step} step: {_root_cause(error)}\n")
         return 1
 
     destination = pipeline.destination.destination_name
-    rows = table_row_counts(pipeline)
     if args.json:
         summary = {
             "destination": destination,

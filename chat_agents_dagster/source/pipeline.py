@@ -174,6 +174,23 @@ def after_load(pipeline: dlt.Pipeline, tables: set[str], stats: RunStats) -> Non
     )
 
 
+def load_holding_the_lock(
+    pipeline: dlt.Pipeline,
+    *,
+    full_refresh: bool = False,
+    stats: RunStats | None = None,
+    **source_args: Any,
+) -> RunStats:
+    """`run_load` for a caller that already holds `one_run_at_a_time(pipeline)`, so that what it
+    reads from the warehouse afterwards is read before the next run may start."""
+    stats = stats if stats is not None else RunStats()
+    source = chat_agents_source(full_refresh=full_refresh, run_stats=stats, **source_args)
+    with duckdb_memory_explained(pipeline):
+        pipeline.run(source, **prepare_run(pipeline, source, full_refresh))
+        after_load(pipeline, set(source.selected_resources), stats)
+    return stats
+
+
 def run_load(
     pipeline: dlt.Pipeline,
     *,
@@ -184,12 +201,10 @@ def run_load(
     """One load without Dagster, as the Dagster asset does it: one run at a time on this
     machine, a fresh source readied by `prepare_run`, soft deletion after. `full_refresh` drops
     the tables and loads everything."""
-    stats = stats if stats is not None else RunStats()
-    source = chat_agents_source(full_refresh=full_refresh, run_stats=stats, **source_args)
-    with one_run_at_a_time(pipeline), duckdb_memory_explained(pipeline):
-        pipeline.run(source, **prepare_run(pipeline, source, full_refresh))
-        after_load(pipeline, set(source.selected_resources), stats)
-    return stats
+    with one_run_at_a_time(pipeline):
+        return load_holding_the_lock(
+            pipeline, full_refresh=full_refresh, stats=stats, **source_args
+        )
 
 
 def table_row_counts(
