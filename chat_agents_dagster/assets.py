@@ -12,14 +12,12 @@ from chat_agents_dagster.settings import (
     DEFAULT_BASE_URL,
     VERSIONS_PAGE_SIZE_MAX,
 )
-from chat_agents_dagster.source import RunStats, after_load, chat_agents_source, make_pipeline
-from chat_agents_dagster.source.lock import one_run_at_a_time
-from chat_agents_dagster.source.pipeline import (
+from chat_agents_dagster.source import (
     FULL_REFRESH_VARIABLE,
-    duckdb_memory_explained,
-    full_refresh_requested,
-    prepare_run,
-    table_row_counts,
+    LoadReport,
+    chat_agents_source,
+    make_pipeline,
+    run_load,
 )
 from chat_agents_dagster.translator import ChatAgentsTranslator, qualified_table_name
 
@@ -59,54 +57,60 @@ def build_chat_agents_assets(translator: ChatAgentsTranslator) -> dg.AssetsDefin
     def chat_agents_load(
         context: dg.AssetExecutionContext, dlt: DagsterDltResource, config: LoadConfig
     ) -> Iterator[dg.MaterializeResult]:
-        stats = RunStats()
-        full_refresh = config.full_refresh or full_refresh_requested()
-        if full_refresh:
-            context.log.warning("Full refresh: the selected tables are dropped and reloaded.")
-        # A fresh source and pipeline every run: dagster-dlt fails a second run of one source
-        # object in the same process (dagster-io/dagster#34052), and configuration may change.
+        # A fresh pipeline every run, and run_load builds a fresh source: dagster-dlt fails a
+        # second run of one source object in the same process (dagster-io/dagster#34052), and
+        # configuration may change between runs.
         pipeline = make_pipeline(progress=context.log)
-        source = chat_agents_source(full_refresh=full_refresh, run_stats=stats)
-        # The pool keeps queued runs apart; the lock also covers runs that bypass the queue
-        # (`dagster job execute`) and `chat-agents-load` on the same machine.
-        with one_run_at_a_time(pipeline), duckdb_memory_explained(pipeline):
-            options = prepare_run(pipeline, source, full_refresh)
-            results = list(
-                dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **options)
-            )
-            tables = [result.asset_key.path[-1] for result in results if result.asset_key]
-            after_load(pipeline, set(tables), stats)
-            # Counted before the lock is released, for the run that may be waiting for it.
-            counts = table_row_counts(pipeline, tables, live_only=False)
-            live = table_row_counts(pipeline, tables)
-        report = stats.as_dict()
-        context.log.info(f"Mistral API answers and agents this run: {report}")
-        for result, table in zip(results, tables, strict=True):
-            # dagster-dlt omits rows_loaded for a table that loaded nothing and names the table
-            # after the schema, not the dataset; both are set right here.
-            metadata = dict(result.metadata or {})
-            loaded = metadata.get("rows_loaded")
-            if isinstance(loaded, dg.IntMetadataValue):
-                loaded = loaded.value
-            yield dg.MaterializeResult(
-                asset_key=result.asset_key,
-                metadata={
-                    **metadata,
-                    "rows_loaded": dg.MetadataValue.int(loaded if isinstance(loaded, int) else 0),
-                    "dagster/row_count": dg.MetadataValue.int(counts[table]),
-                    "live_rows": dg.MetadataValue.int(live[table]),
-                    "api_rows": dg.MetadataValue.int(report["api_rows"].get(table, 0)),
-                    "dagster/table_name": qualified_table_name(table),
-                    "api_requests": dg.MetadataValue.int(report["total"]),
-                    "api_requests_by_endpoint": dg.MetadataValue.json(report["by_endpoint"]),
-                    "api_answers_by_status": dg.MetadataValue.json(report["by_status"]),
-                    "api_retried": dg.MetadataValue.int(report["retried"]),
-                    "api_rate_limited": dg.MetadataValue.int(report["rate_limited"]),
-                    "agents_new": dg.MetadataValue.int(report["agents"]["new"]),
-                    "agents_changed": dg.MetadataValue.int(report["agents"]["changed"]),
-                    "agents_unchanged": dg.MetadataValue.int(report["agents"]["unchanged"]),
-                    "agents_deleted": dg.MetadataValue.int(report["agents"]["deleted"]),
-                },
-            )
+
+        def through_dagster_dlt(
+            pipeline: Any, source: Any, options: dict[str, Any]
+        ) -> list[dg.MaterializeResult]:
+            events = dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **options)
+            return [event for event in events if isinstance(event, dg.MaterializeResult)]
+
+        report: LoadReport[list[dg.MaterializeResult]] = run_load(
+            pipeline,
+            tables=[key.path[-1] for key in context.selected_asset_keys],
+            full_refresh=config.full_refresh,
+            runner=through_dagster_dlt,
+            log=context.log,
+        )
+        yield from _materializations(report)
 
     return chat_agents_load
+
+
+def _materializations(
+    report: LoadReport[list[dg.MaterializeResult]],
+) -> Iterator[dg.MaterializeResult]:
+    api = report.stats.as_dict()
+    for result in report.result:
+        table = result.asset_key.path[-1] if result.asset_key else ""
+        # dagster-dlt omits rows_loaded for a table that loaded nothing and names the table
+        # after the schema, not the dataset; both are set right here.
+        metadata = dict(result.metadata or {})
+        loaded = metadata.get("rows_loaded")
+        if isinstance(loaded, dg.IntMetadataValue):
+            loaded = loaded.value
+        yield dg.MaterializeResult(
+            asset_key=result.asset_key,
+            metadata={
+                **metadata,
+                "rows_loaded": dg.MetadataValue.int(loaded if isinstance(loaded, int) else 0),
+                "dagster/row_count": dg.MetadataValue.int(report.rows[table]),
+                "live_rows": dg.MetadataValue.int(report.live_rows[table]),
+                "api_rows": dg.MetadataValue.int(api["api_rows"].get(table, 0)),
+                "agents_gone_mid_run": dg.MetadataValue.json(api["gone_mid_run"].get(table, [])),
+                "full_refresh": dg.MetadataValue.bool(report.full_refresh),
+                "dagster/table_name": qualified_table_name(table),
+                "api_requests": dg.MetadataValue.int(api["total"]),
+                "api_requests_by_endpoint": dg.MetadataValue.json(api["by_endpoint"]),
+                "api_answers_by_status": dg.MetadataValue.json(api["by_status"]),
+                "api_retried": dg.MetadataValue.int(api["retried"]),
+                "api_rate_limited": dg.MetadataValue.int(api["rate_limited"]),
+                "agents_new": dg.MetadataValue.int(api["agents"]["new"]),
+                "agents_changed": dg.MetadataValue.int(api["agents"]["changed"]),
+                "agents_unchanged": dg.MetadataValue.int(api["agents"]["unchanged"]),
+                "agents_deleted": dg.MetadataValue.int(api["agents"]["deleted"]),
+            },
+        )

@@ -1,7 +1,10 @@
 """Asset checks on keys and row counts, in plain SQL through dlt's SQL client, so the same checks
 run on DuckDB, PostgreSQL or any SQL destination. Which checks exist follows from settings.py:
 every table's primary key, every reference, every "one row per" rule, a guard against a
-table silently emptied while the API reported rows, and a warning when its columns changed."""
+table silently emptied while the API reported rows, and a warning when its columns changed.
+
+They read the warehouse holding the run lock, so never while a load writes it, and a table they
+read that does not exist fails them: every run creates its tables, even empty."""
 
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -13,7 +16,7 @@ from dlt.destinations.sql_client import SqlClientBase
 
 from chat_agents_dagster.schema_changes import check_column_schema_change
 from chat_agents_dagster.settings import TABLES, Reference, TableSpec
-from chat_agents_dagster.source import make_pipeline
+from chat_agents_dagster.source import make_pipeline, one_run_at_a_time
 from chat_agents_dagster.translator import table_asset_key
 
 SAMPLE = 10
@@ -22,10 +25,20 @@ WARN = dg.AssetCheckSeverity.WARN
 
 
 class Sql:
-    """Qualified, quoted SQL for one destination; a table that does not exist reads as empty."""
+    """Qualified, quoted SQL for one destination."""
 
     def __init__(self, client: SqlClientBase[Any]) -> None:
         self.client = client
+        self._exists: dict[str, bool] = {}
+
+    def exists(self, name: str) -> bool:
+        if name not in self._exists:
+            try:
+                self.client.execute_sql(f"SELECT 1 FROM {self.table(name)} WHERE 1 = 0")
+                self._exists[name] = True
+            except DatabaseUndefinedRelation:
+                self._exists[name] = False
+        return self._exists[name]
 
     def table(self, name: str) -> str:
         return self.client.make_qualified_table_name(name)
@@ -42,10 +55,7 @@ class Sql:
         return [f"{alias}.{name}" for name in self.names(*names)]
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        try:
-            return [tuple(row) for row in self.client.execute_sql(sql) or []]
-        except DatabaseUndefinedRelation:
-            return []
+        return [tuple(row) for row in self.client.execute_sql(sql) or []]
 
     def count(self, sql: str) -> int:
         found = self.rows(f"SELECT COUNT(*) FROM ({sql}) counted")
@@ -76,11 +86,32 @@ def _result(
     )
 
 
+def _absent(sql: Sql, table: str, check: str, *reads: str) -> dg.AssetCheckResult | None:
+    """A failed result if a table the check reads does not exist, else None."""
+    missing = [name for name in (table, *reads) if not sql.exists(name)]
+    if not missing:
+        return None
+    return dg.AssetCheckResult(
+        asset_key=table_asset_key(table),
+        check_name=check,
+        passed=False,
+        severity=ERROR,
+        description=f"No table {', '.join(missing)} in the warehouse: run chat_agents_job to"
+        " create and load it.",
+        metadata={"missing_tables": dg.MetadataValue.json(missing)},
+    )
+
+
 def _listed_versions(sql: Sql) -> str:
     """(agent_id, version) for every entry of every agent's `versions` list."""
     agent_id, dlt_id = sql.cols(("id", "_dlt_id"), "a")
     value, parent = sql.cols(("value", "_dlt_parent_id"), "v")
     agent_alias, version_alias = sql.names("agent_id", "version")
+    if not sql.exists("agents__versions"):  # created with the first agent's versions
+        return (
+            f"SELECT {agent_id} AS {agent_alias}, 0 AS {version_alias}"
+            f" FROM {sql.live('agents')} a WHERE 1 = 0"
+        )
     return (
         f"SELECT {agent_id} AS {agent_alias}, {value} AS {version_alias} FROM"
         f" {sql.live('agents')} a JOIN {sql.table('agents__versions')} v ON {parent} = {dlt_id}"
@@ -97,6 +128,8 @@ def _missing(sql: Sql, left: str, left_cols: list[str], right: str, right_cols: 
 
 
 def check_primary_key(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.AssetCheckResult:
+    if absent := _absent(sql, table.name, "primary_key"):
+        return absent
     keys = ", ".join(sql.cols(table.primary_key, "t"))
     name = sql.table(table.name)
     null = " OR ".join(f"{col} IS NULL" for col in sql.cols(table.primary_key, "t"))
@@ -120,6 +153,8 @@ def check_primary_key(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.A
 def check_reference(
     sql: Sql, _: dg.DagsterInstance, table: TableSpec, reference: Reference
 ) -> dg.AssetCheckResult:
+    if absent := _absent(sql, table.name, f"references_{reference.table}", reference.table):
+        return absent
     query = _missing(
         sql,
         sql.live(table.name),
@@ -130,9 +165,26 @@ def check_reference(
     return _result(table.name, f"references_{reference.table}", sql.offending(query), ERROR)
 
 
-def check_one_row_per(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.AssetCheckResult:
-    """The table covers its set exactly: nothing missing, nothing extra. WARN: an agent deleted
-    mid-run legitimately leaves a hole until the next run."""
+def _gone_mid_run(instance: dg.DagsterInstance, table: str) -> set[str]:
+    """Agents whose requests for `table` answered 404 in the run that last loaded it."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=table_asset_key(table)), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get("agents_gone_mid_run") if materialization else None
+    data = value.value if isinstance(value, dg.JsonMetadataValue) else None
+    return {str(agent_id) for agent_id in data} if isinstance(data, list) else set()
+
+
+def check_one_row_per(
+    sql: Sql, instance: dg.DagsterInstance, table: TableSpec
+) -> dg.AssetCheckResult:
+    """The table covers its set exactly: nothing missing, nothing extra. A missing row is an
+    ERROR unless its agent answered 404 in the run that loaded the table (deleted mid-run: the
+    next run marks it deleted); extra rows, and explained holes, are a WARN."""
+    check = f"one_row_per_{table.one_row_per}"
+    if absent := _absent(sql, table.name, check, "agents"):
+        return absent
     keys: tuple[str, ...] = ("agent_id", "version")
     expected, own = f"({_listed_versions(sql)})", keys
     if table.one_row_per == "agent":
@@ -141,16 +193,19 @@ def check_one_row_per(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.A
             *sql.names("id", "agent_id"), sql.live("agents")
         )
     name = sql.live(table.name)
-    missing = sql.offending(_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
+    missing = sql.rows(_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
     extra = sql.offending(_missing(sql, name, sql.cols(own, "l"), expected, sql.cols(keys, "r")))
+    gone = _gone_mid_run(instance, table.name)
+    unexplained = [row for row in missing if str(row[0]) not in gone]
     return _result(
         table.name,
-        f"one_row_per_{table.one_row_per}",
-        (missing[0] + extra[0], missing[1] + extra[1]),
-        WARN,
+        check,
+        (len(missing) + extra[0], (unexplained or missing)[:SAMPLE] + extra[1]),
+        ERROR if unexplained else WARN,
         expected=sql.count(f"SELECT * FROM {expected} e"),
         rows=sql.count(f"SELECT * FROM {name} t"),
-        missing=missing[0],
+        missing=len(missing),
+        missing_of_agents_gone_mid_run=len(missing) - len(unexplained),
         extra=extra[0],
     )
 
@@ -160,6 +215,8 @@ def check_not_emptied(
 ) -> dg.AssetCheckResult:
     """ERROR if no live row is left although this run's API answers had rows for the table
     (`api_rows`); WARN if no live row is left but the materialization before had some."""
+    if absent := _absent(sql, table.name, "not_emptied"):
+        return absent
     rows = sql.count(f"SELECT * FROM {sql.live(table.name)} t")
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=table_asset_key(table.name)), limit=2
@@ -222,8 +279,9 @@ def _table_checks(table: TableSpec) -> Iterator[tuple[dg.AssetCheckSpec, CheckFn
         yield _check(
             table,
             f"one_row_per_{table.one_row_per}",
-            f"WARN: exactly one row per {table.one_row_per.replace('_', ' ')}.",
-            False,
+            f"ERROR: exactly one row per {table.one_row_per.replace('_', ' ')} (WARN for extra"
+            " rows, or rows missing because their agent was deleted during the run).",
+            True,
             partial(check_one_row_per, table=table),
         )
     yield _check(
@@ -255,8 +313,10 @@ CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
     pool="chat_agents_pipeline",
 )
 def chat_agents_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-    """All checks in one step and one warehouse connection; subsettable like the assets."""
-    with make_pipeline().sql_client() as client:
+    """All checks in one step and one warehouse connection, holding the run lock so that no load
+    writes while they read; subsettable like the assets."""
+    pipeline = make_pipeline()
+    with one_run_at_a_time(pipeline), pipeline.sql_client() as client:
         sql = Sql(client)
         for spec, run in CHECKS:
             if spec.key in context.selected_asset_check_keys:

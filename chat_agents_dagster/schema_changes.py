@@ -52,15 +52,28 @@ def schema_changes(before: dict[str, Columns], after: dict[str, Columns]) -> dic
     return changes
 
 
+def _held_rows(metadata: Mapping[str, Any]) -> bool:
+    value = metadata.get("dagster/row_count")
+    return not isinstance(value, dg.IntMetadataValue) or bool(value.value)
+
+
 def check_column_schema_change(instance: dg.DagsterInstance, table: str) -> dg.AssetCheckResult:
     """Passes unless the latest materialization's columns (nested tables included) differ from
-    the one before; the first materialization has nothing to compare with and passes."""
+    the one before. The first materialization has nothing to compare with and passes, and so
+    does the first with rows after ones of an empty table (only its declared columns)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=table_asset_key(table)), limit=2
     ).records
     materializations = [record.asset_materialization for record in records]
     schemas = [table_schemas(table, m.metadata) if m else {} for m in materializations]
-    if len(schemas) < 2 or not schemas[0] or not schemas[1]:
+    before = materializations[1] if len(materializations) > 1 else None
+    if (
+        not schemas
+        or not schemas[0]
+        or before is None
+        or not schemas[1]
+        or not _held_rows(before.metadata)
+    ):
         changes: dict[str, list[str]] = {"added": [], "removed": [], "type_changed": []}
         description = "Nothing to compare with: no earlier materialization with a column schema."
     else:

@@ -14,10 +14,26 @@ def definitions() -> dg.Definitions:
     )
 
 
+FULL_REFRESH = {"ops": {"chat_agents_load": {"config": {"full_refresh": True}}}}
+
+
 def run_job(
-    defs: dg.Definitions, instance: dg.DagsterInstance, job: str = "chat_agents_job"
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job: str = "chat_agents_job",
+    *,
+    tables: list[str] | None = None,
+    run_config: dict[str, object] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
+    """A run of `job` (of only the assets of `tables`, and their checks, if given), as the UI's
+    Materialize launches it."""
+    selection = None if tables is None else [dg.AssetKey(["chat_agents_data", t]) for t in tables]
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=selection,
+        run_config=run_config or {},
+    )
 
 
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:

@@ -1,6 +1,8 @@
 """Helpers the tests share: environment isolation, loading against a sandbox, reading DuckDB."""
 
+import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -8,9 +10,12 @@ from typing import Any
 import dlt
 
 from chat_agents_dagster.sandbox import SandboxServer
+from chat_agents_dagster.settings import AGENTS_PAGE_SIZE
 from chat_agents_dagster.source import RunStats, make_pipeline, run_load
 
 API_KEY = "sk-test-0123456789abcdef-recognisable"
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_CONFIG = REPO / ".dlt" / "config.toml"
 
 # Fast retries: the code uses dlt's retry settings; tests shrink the waits, not the logic.
 TEST_ENV = {
@@ -27,6 +32,8 @@ def isolate_environment(
     setenv: Callable[[str, str], None],
     delenv: Callable[..., None],
 ) -> None:
+    """A test's own dlt project in `directory`: the repository's `.dlt/config.toml`, its own
+    dlt working directory and DuckDB file, fast retries, no telemetry."""
     for name in list(os.environ):
         if name.startswith(("SOURCES__", "DESTINATION", "DLT_", "PIPELINES__")) or name in (
             "MISTRAL_API_KEY",
@@ -35,6 +42,9 @@ def isolate_environment(
     for name, value in TEST_ENV.items():
         setenv(name, value)
     setenv("DLT_DATA_DIR", str(directory / "dlt_data"))
+    # The shipped settings, as users run with them, and none of a developer's own secrets.toml.
+    (directory / ".dlt").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SHIPPED_CONFIG, directory / ".dlt" / "config.toml")
     setenv("DLT_PROJECT_DIR", str(directory))
     setenv("DESTINATION__DUCKDB__CREDENTIALS", str(directory / "warehouse.duckdb"))
 
@@ -44,11 +54,18 @@ def point_at(server: SandboxServer, setenv: Callable[[str, str], None], key: str
     setenv("SOURCES__CHAT_AGENTS_SOURCE__API_KEY", key)
 
 
-def load(**source_args: Any) -> tuple[dlt.Pipeline, RunStats]:
-    """One run of the pipeline with a fresh source, as the product runs it."""
+def listing_requests(server: SandboxServer, page_size: int = AGENTS_PAGE_SIZE) -> int:
+    """Requests one complete cursor listing of `server`'s agents takes: a page per `page_size`
+    agents, and the empty page a token on the last page leads to."""
+    agents = len(server.world)
+    pages = max(1, math.ceil(agents / page_size))
+    return pages + (1 if agents and server.config.token_on_last_page else 0)
+
+
+def load(**run_args: Any) -> tuple[dlt.Pipeline, RunStats]:
+    """One run of the pipeline with a fresh source, as `chat-agents-load` runs it."""
     pipeline = make_pipeline()
-    stats = run_load(pipeline, **source_args)
-    return pipeline, stats
+    return pipeline, run_load(pipeline, **run_args).stats
 
 
 def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:

@@ -21,7 +21,7 @@ from typing import Any
 from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
 from dlt.destinations.job_client_impl import SqlJobClientBase, SqlLoadJob
 
-import chat_agents_dagster.source.pipeline as pipeline_module
+import chat_agents_dagster.source.run as run_module
 from chat_agents_dagster.source.__main__ import main
 
 
@@ -63,7 +63,7 @@ def stop_at(point: str, marker: Path) -> None:
             SqlJobClientBase.complete_load, marker
         )
     elif point == "marking":
-        pipeline_module.mark_deleted = _before(pipeline_module.mark_deleted, marker)
+        run_module.mark_deleted = _before(run_module.mark_deleted, marker)
     else:
         raise SystemExit(f"unknown point {point!r}")
 

@@ -36,10 +36,14 @@ def corrupt(directory: Path, *statements: str) -> None:
 
 
 def failed_checks(
-    loaded: tuple[dg.Definitions, dg.DagsterInstance],
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], run_fails: bool = True
 ) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    """The checks that failed in a run of every check, which failed if any ERROR check did (and
+    must, or must not, as `run_fails` says)."""
     result = run_job(*loaded, job="checks_only")
-    return {key: e for key, e in check_results(result).items() if not e.passed}
+    failed = {key: e for key, e in check_results(result).items() if not e.passed}
+    assert result.success is not run_fails, failed
+    return failed
 
 
 def test_a_duplicated_agent_fails_the_primary_key_check_with_a_sample(
@@ -55,7 +59,7 @@ def test_a_duplicated_agent_fails_the_primary_key_check_with_a_sample(
     assert failed == {}
 
 
-def test_an_orphan_version_fails_the_reference_check_and_the_row_count_check(
+def test_an_orphan_version_fails_the_reference_check_and_warns_of_an_extra_row(
     loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
 ) -> None:
     corrupt(
@@ -74,7 +78,7 @@ def test_an_orphan_version_fails_the_reference_check_and_the_row_count_check(
     assert failed == {}
 
 
-def test_a_missing_version_detail_fails_the_row_count_check_as_a_warning(
+def test_a_version_detail_missing_for_no_reason_fails_the_row_count_check_and_the_run(
     loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
 ) -> None:
     corrupt(
@@ -85,8 +89,9 @@ def test_a_missing_version_detail_fails_the_row_count_check_as_a_warning(
     failed = failed_checks(loaded)
 
     count = failed.pop(("agent_version_detail", "one_row_per_listed_version"))
-    assert count.severity == WARN
+    assert count.severity == ERROR
     assert count.metadata["missing"].value == 1 and count.metadata["extra"].value == 0
+    assert count.metadata["missing_of_agents_gone_mid_run"].value == 0
     assert failed == {}
 
 
@@ -114,5 +119,19 @@ def test_an_emptied_table_fails_while_the_api_reported_rows(
     assert emptied.severity == ERROR
     assert emptied.metadata["live_rows"].value == 0
     assert emptied.metadata["api_rows_last_run"].value > 0  # type: ignore[operator]
-    assert failed.pop(("agent_detail", "one_row_per_agent")).severity == WARN
+    assert failed.pop(("agent_detail", "one_row_per_agent")).severity == ERROR
+    assert failed == {}
+
+
+def test_a_table_that_does_not_exist_fails_its_checks_instead_of_passing(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(isolated, "DROP TABLE agent_aliases")
+    failed = failed_checks(loaded)
+
+    names = {"primary_key", "references_agents", "references_agent_versions", "not_emptied"}
+    for name in names:
+        evaluation = failed.pop(("agent_aliases", name))
+        assert evaluation.severity == ERROR
+        assert evaluation.metadata["missing_tables"].value == ["agent_aliases"]
     assert failed == {}

@@ -42,6 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-strict-page-size", action="store_true")
     p.add_argument("--clamp-page-size", type=int, default=None)
     p.add_argument("--legacy-only", action="store_true", help="answer 404 on /v1/agents/pages")
+    orders = ["newest_first", "oldest_first"]
+    p.add_argument("--listing-order", choices=orders, default="newest_first")
+    p.add_argument("--versions-order", choices=orders, default="newest_first")
+    p.add_argument(
+        "--no-token-on-last-page",
+        action="store_true",
+        help="a null next_page_token on the cursor listing's last page (default: a token whose"
+        " page is empty)",
+    )
+    p.add_argument(
+        "--switch-moves-updated-at",
+        action="store_true",
+        help="switching an agent's active version moves its updated_at",
+    )
+    p.add_argument(
+        "--alias-moves-updated-at",
+        action="store_true",
+        help="putting or deleting an alias moves its agent's updated_at",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -67,6 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         strict_page_size=not args.no_strict_page_size,
         clamp_page_size=args.clamp_page_size,
         cursor_listing=not args.legacy_only,
+        listing_order=args.listing_order,
+        versions_order=args.versions_order,
+        token_on_last_page=not args.no_token_on_last_page,
+        switch_moves_updated_at=args.switch_moves_updated_at,
+        alias_moves_updated_at=args.alias_moves_updated_at,
         seed=args.seed,
     )
     stopping = threading.Event()

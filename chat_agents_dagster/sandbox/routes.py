@@ -112,8 +112,11 @@ def list_pages(req: Request) -> Reply:
     size = _page_size(req, 1000)
     token = req.arg("page_token")
     key = _decode_token(token) if token else None
-    agents, more = req.world.agents_after(key, size, copy=False)
+    newest_first = req.config.listing_order == "newest_first"
+    agents, more = req.world.agents_after(key, size, newest_first, copy=False)
     last = (agents[-1]["created_at"], agents[-1]["id"]) if agents else None
+    # A token on the last page too, when configured: its page is then empty.
+    more = more or req.config.token_on_last_page
     next_token = encode_token(last) if more and last else None
     return json_reply(200, {"object": "list", "data": agents, "next_page_token": next_token})
 
@@ -121,7 +124,8 @@ def list_pages(req: Request) -> Reply:
 def list_agents(req: Request) -> Reply:
     page = _bounded("page", _int_arg(req, "page", 0), 0, None)
     size = _page_size(req, 1000)
-    return json_reply(200, req.world.agents_slice(page * size, size, copy=False))
+    newest_first = req.config.listing_order == "newest_first"
+    return json_reply(200, req.world.agents_slice(page * size, size, newest_first, copy=False))
 
 
 def get_agent(req: Request) -> Reply:
@@ -139,9 +143,11 @@ def get_agent(req: Request) -> Reply:
 def list_versions(req: Request) -> Reply:
     page = _bounded("page", _int_arg(req, "page", 0), 0, None)
     size = _page_size(req, 100)
-    return json_reply(
-        200, req.world.versions_slice(req.params["agent_id"], page * size, size, copy=False)
+    newest_first = req.config.versions_order == "newest_first"
+    versions = req.world.versions_slice(
+        req.params["agent_id"], page * size, size, newest_first, copy=False
     )
+    return json_reply(200, versions)
 
 
 def get_version(req: Request) -> Reply:
@@ -175,7 +181,8 @@ def delete_agent(req: Request) -> Reply:
 
 def switch_version(req: Request) -> Reply:
     version = _int_arg(req, "version", None)
-    return json_reply(200, req.world.switch_version(req.params["agent_id"], version))
+    touch = req.config.switch_moves_updated_at
+    return json_reply(200, req.world.switch_version(req.params["agent_id"], version, touch))
 
 
 def put_alias(req: Request) -> Reply:
@@ -183,7 +190,8 @@ def put_alias(req: Request) -> Reply:
     if alias is None:
         raise Invalid(validation_error(["query", "alias"], "missing", "Field required", None))
     try:
-        return json_reply(200, req.world.set_alias(req.params["agent_id"], alias, version))
+        touch = req.config.alias_moves_updated_at
+        return json_reply(200, req.world.set_alias(req.params["agent_id"], alias, version, touch))
     except ValueError as error:
         loc = ["query", "alias"]
         raise Invalid(validation_error(loc, "string_pattern_mismatch", str(error), alias)) from None
@@ -193,7 +201,7 @@ def delete_alias(req: Request) -> Reply:
     alias = req.arg("alias")
     if alias is None:
         raise Invalid(validation_error(["query", "alias"], "missing", "Field required", None))
-    req.world.delete_alias(req.params["agent_id"], alias)
+    req.world.delete_alias(req.params["agent_id"], alias, req.config.alias_moves_updated_at)
     return no_content()
 
 

@@ -136,26 +136,42 @@ class World:
             return None if alias is None else int(alias["version"])
 
     def agents_after(
-        self, key: tuple[str, str] | None, limit: int, copy: bool = True
+        self, key: tuple[str, str] | None, limit: int, newest_first: bool = False, copy: bool = True
     ) -> tuple[list[JSON], bool]:
-        """Up to `limit` agents sorting after `key` (keyset paging, stable under deletes), and
-        whether more follow."""
+        """Up to `limit` agents following `key` in the listing order (keyset paging, stable under
+        creates and deletes), and whether more follow."""
         with self._lock:
-            start = 0 if key is None else bisect.bisect_right(self._order, key)
-            keys = self._order[start : start + limit]
-            more = start + limit < len(self._order)
+            if newest_first:
+                end = len(self._order) if key is None else bisect.bisect_left(self._order, key)
+                keys = self._order[max(0, end - limit) : end][::-1]
+                more = end - limit > 0
+            else:
+                start = 0 if key is None else bisect.bisect_right(self._order, key)
+                keys = self._order[start : start + limit]
+                more = start + limit < len(self._order)
             return _maybe_copy([self._records[k[1]].live() for k in keys], copy), more
 
-    def agents_slice(self, offset: int, limit: int, copy: bool = True) -> list[JSON]:
+    def agents_slice(
+        self, offset: int, limit: int, newest_first: bool = False, copy: bool = True
+    ) -> list[JSON]:
+        """An offset page of the listing: it shifts when agents are created or deleted."""
         with self._lock:
-            keys = self._order[offset : offset + limit]
+            order = self._order[::-1] if newest_first else self._order
+            keys = order[offset : offset + limit]
             return _maybe_copy([self._records[k[1]].live() for k in keys], copy)
 
     def versions_slice(
-        self, agent_id: str, offset: int, limit: int, copy: bool = True
+        self,
+        agent_id: str,
+        offset: int,
+        limit: int,
+        newest_first: bool = False,
+        copy: bool = True,
     ) -> list[JSON]:
         with self._lock:
-            return _maybe_copy(self._record(agent_id).snapshots[offset : offset + limit], copy)
+            snapshots = self._record(agent_id).snapshots
+            ordered = snapshots[::-1] if newest_first else snapshots
+            return _maybe_copy(ordered[offset : offset + limit], copy)
 
     # Mutations
 
@@ -223,17 +239,21 @@ class World:
             self._insert(self._deleted.pop(agent_id))
             return _copy(self._records[agent_id].live())
 
-    def switch_version(self, agent_id: str, version: int) -> JSON:
+    def switch_version(self, agent_id: str, version: int, touch: bool = False) -> JSON:
+        """Makes `version` the active one. Whether that moves the agent's `updated_at` is not
+        documented: only with `touch`."""
         with self._lock:
             record = self._record(agent_id)
             if not 0 <= version < len(record.snapshots):
                 raise NotFoundError(f"Version {version} of agent {agent_id} not found")
             record.active = version
-            record.updated_at = self._now()
+            stamp = self._now()
+            if touch:
+                record.updated_at = stamp
             return _copy(record.live())
 
-    def set_alias(self, agent_id: str, alias: str, version: int) -> JSON:
-        """Create or re-point an alias. Does not bump the agent's updated_at."""
+    def set_alias(self, agent_id: str, alias: str, version: int, touch: bool = False) -> JSON:
+        """Create or re-point an alias; the agent's `updated_at` moves only with `touch`."""
         if len(alias) > 64 or not ALIAS_PATTERN.match(alias):
             raise ValueError(f"alias must match {ALIAS_PATTERN.pattern} (1..64 chars)")
         with self._lock:
@@ -248,11 +268,15 @@ class World:
                 "created_at": created,
                 "updated_at": stamp,
             }
+            if touch:
+                record.updated_at = stamp
             return _copy(record.aliases[alias])
 
-    def delete_alias(self, agent_id: str, alias: str) -> None:
+    def delete_alias(self, agent_id: str, alias: str, touch: bool = False) -> None:
         with self._lock:
             record = self._record(agent_id)
             if alias not in record.aliases:
                 raise NotFoundError(f"Alias {alias} of agent {agent_id} not found")
             del record.aliases[alias]
+            if touch:
+                record.updated_at = self._now()

@@ -1,18 +1,33 @@
-"""The dlt layer: Mistral's Agents API as a dlt source. Imports nothing from Dagster."""
+"""The dlt layer: Mistral's Agents API as a dlt source. Imports nothing from Dagster.
+
+These are its public names; the Dagster layer imports nothing else from this package (a ruff
+rule, TID251, holds it to that).
+"""
 
 from chat_agents_dagster.source.api import ApiAuthError, ApiNotFoundError
 from chat_agents_dagster.source.configuration import ChatAgentsConfigError
-from chat_agents_dagster.source.pipeline import after_load, make_pipeline, run_load
+from chat_agents_dagster.source.lock import one_run_at_a_time
+from chat_agents_dagster.source.pipeline import DuckDbOutOfMemoryError, make_pipeline
 from chat_agents_dagster.source.resources import chat_agents_source
+from chat_agents_dagster.source.run import (
+    ALL_TABLES,
+    FULL_REFRESH_VARIABLE,
+    LoadReport,
+    run_load,
+)
 from chat_agents_dagster.source.stats import RunStats
 
 __all__ = [
+    "ALL_TABLES",
+    "FULL_REFRESH_VARIABLE",
     "ApiAuthError",
     "ApiNotFoundError",
     "ChatAgentsConfigError",
+    "DuckDbOutOfMemoryError",
+    "LoadReport",
     "RunStats",
-    "after_load",
     "chat_agents_source",
     "make_pipeline",
+    "one_run_at_a_time",
     "run_load",
 ]

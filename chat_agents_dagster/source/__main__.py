@@ -8,15 +8,11 @@ import json
 import logging
 import sys
 
+from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from chat_agents_dagster.source.lock import one_run_at_a_time
-from chat_agents_dagster.source.pipeline import (
-    full_refresh_requested,
-    load_holding_the_lock,
-    make_pipeline,
-    table_row_counts,
-)
+from chat_agents_dagster.source.pipeline import make_pipeline
+from chat_agents_dagster.source.run import LoadReport, run_load
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -37,16 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     pipeline = make_pipeline(progress=logging.getLogger("chat_agents_dagster.progress"))
-    full_refresh = args.full_refresh or full_refresh_requested()
     try:
-        # The rows are counted before the lock is released: a run waiting for it opens the
-        # warehouse at once, and DuckDB lets one process at a time open its file.
-        with one_run_at_a_time(pipeline):
-            stats = load_holding_the_lock(pipeline, full_refresh=full_refresh)
-            rows = table_row_counts(pipeline)
+        report: LoadReport[LoadInfo] = run_load(pipeline, full_refresh=args.full_refresh)
     except PipelineStepFailed as error:
-        sys.stderr.write(f"Load failed in the {error.step} step: {_root_cause(error)}\n")
+        notes = "".join(f" {note}" for note in getattr(error, "__notes__", ()))
+        sys.stderr.write(f"Load failed in the {error.step} step: {_root_cause(error)}{notes}\n")
         return 1
+    stats, rows = report.stats, report.live_rows
 
     destination = pipeline.destination.destination_name
     if args.json:

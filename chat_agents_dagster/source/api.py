@@ -18,10 +18,7 @@ from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
-from dlt.sources.helpers.rest_client.paginators import (
-    BasePaginator,
-    JSONResponseCursorPaginator,
-)
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests import ConnectTimeout, HTTPError, RequestException, Response, Timeout
 from requests.exceptions import ChunkedEncodingError, InvalidJSONError
@@ -30,7 +27,7 @@ from requests.utils import get_environ_proxies
 
 from chat_agents_dagster.settings import API_KEY_SETTINGS
 from chat_agents_dagster.source.pacing import PacedAdapter, Pacer
-from chat_agents_dagster.source.paginators import ExactPagePaginator
+from chat_agents_dagster.source.paginators import CursorPaginator, ExactPagePaginator
 from chat_agents_dagster.source.stats import RunStats
 
 logger = logging.getLogger(__name__)
@@ -130,6 +127,8 @@ class AgentsApi:
         )
         self._runtime = resolve_configuration(RuntimeConfiguration())  # the same settings
         self._local = threading.local()
+        # Set once the agents were listed by offset pages, which shift when the list changes.
+        self.listing_may_shift = False
 
     def _client(self) -> RESTClient:
         client: RESTClient | None = getattr(self._local, "client", None)
@@ -212,9 +211,7 @@ class AgentsApi:
     def agent_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Every agent, a page at a time: the cursor listing, or the legacy page list where the
         server has no cursor listing (it answers 404 before any page was read)."""
-        cursor = JSONResponseCursorPaginator(
-            cursor_path="next_page_token", cursor_param="page_token"
-        )
+        cursor = CursorPaginator(AGENTS_CURSOR)
         pages = self._pages(AGENTS_CURSOR, "agents/pages", {"page_size": page_size}, cursor, "data")
         try:
             first = next(pages, None)
@@ -222,6 +219,7 @@ class AgentsApi:
             logger.warning(
                 "%s answered 404; listing agents with the legacy GET /agents", AGENTS_CURSOR
             )
+            self.listing_may_shift = True
             try:
                 yield from self._pages(
                     AGENTS_LEGACY, "agents", {"page_size": page_size}, ExactPagePaginator()

@@ -1,5 +1,5 @@
-"""The pipeline the source loads through, one load from start to finish, and row counts read
-back from any SQL destination."""
+"""The pipeline the source loads through: its destination by configuration, DuckDB's memory
+bounds and their error, and row counts read back from any SQL destination."""
 
 import logging
 import os
@@ -12,7 +12,6 @@ from dlt.common.destination import TDestinationReferenceArg
 from dlt.common.runtime.collector import NULL_COLLECTOR, LogCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.extract import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from chat_agents_dagster.settings import (
@@ -22,21 +21,6 @@ from chat_agents_dagster.settings import (
     TABLES_BY_NAME,
 )
 from chat_agents_dagster.source.configuration import destination_type
-from chat_agents_dagster.source.deletions import mark_deleted
-from chat_agents_dagster.source.lock import one_run_at_a_time
-from chat_agents_dagster.source.resources import chat_agents_source
-from chat_agents_dagster.source.state import never_loaded
-from chat_agents_dagster.source.stats import RunStats
-
-logger = logging.getLogger(__name__)
-
-FULL_REFRESH_VARIABLE = "CHAT_AGENTS_FULL_REFRESH"
-
-
-def full_refresh_requested() -> bool:
-    """`CHAT_AGENTS_FULL_REFRESH=true` asks every run started while it is set for a full refresh."""
-    return os.environ.get(FULL_REFRESH_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
-
 
 PROGRESS_PERIOD_S = 10.0
 
@@ -95,7 +79,7 @@ def duckdb_memory_explained(pipeline: dlt.Pipeline) -> Iterator[None]:
             " DESTINATION__DUCKDB__CREDENTIALS__"
             'GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\' (or global_config under'
             " [destination.duckdb.credentials] in .dlt/secrets.toml), and run again: the next"
-            " run loads again what this one could not."
+            " run fetches whatever the warehouse lacks."
         ) from error
 
 
@@ -126,85 +110,6 @@ def make_pipeline(
             else NULL_COLLECTOR
         ),
     )
-
-
-def prepare_run(pipeline: dlt.Pipeline, source: DltSource, full_refresh: bool) -> dict[str, Any]:
-    """Readies `source` for one run into `pipeline` and returns the keyword arguments for
-    `pipeline.run`.
-
-    The local state is dropped and the destination's restored, so that what the warehouse holds
-    decides what is loaded (a deleted warehouse means a full reload). A table the destination
-    never received, or one being fully refreshed, is loaded by replace instead of merge: the run
-    sends all of it anyway, and replace writes straight into the table where merge stages and
-    deduplicates everything first (a 3,000-agent first load: about half the DuckDB memory and
-    load time). Later runs merge as before; `root_key` on the source keeps nested tables
-    mergeable after a replace.
-
-    DuckDB loads JSON lines about twice as fast as dlt's default INSERT statements for it
-    (measured on a 1,500-version load); other destinations keep dlt's preferred format.
-    """
-    pipeline.drop()
-    pipeline.sync_destination()
-    state = pipeline.state.get("sources", {}).get(source.name, {})
-    first = set(TABLES_BY_NAME) if full_refresh else never_loaded(state)
-    for name in first & set(source.resources.selected):
-        source.resources[name].apply_hints(write_disposition="replace")
-    options: dict[str, Any] = {"refresh": "drop_resources"} if full_refresh else {}
-    if pipeline.destination.destination_name == "duckdb":
-        options["loader_file_format"] = "jsonl"
-    return options
-
-
-def after_load(pipeline: dlt.Pipeline, tables: set[str], stats: RunStats) -> None:
-    """What follows a successful `pipeline.run`: soft deletion, then the run's accounting."""
-    trace = pipeline.last_trace
-    load_info = trace.last_load_info if trace else None
-    if load_info is not None and load_info.loads_ids:
-        marked = mark_deleted(pipeline, load_info.loads_ids[-1], tables)
-        if marked:
-            logger.info("Marked %d agents deleted, with what they own", marked)
-    report = stats.as_dict()
-    logger.info(
-        "Run: %d requests (%s), %d retried, %d rate limited; agents %s",
-        report["total"],
-        ", ".join(f"{k}: {v}" for k, v in report["by_endpoint"].items()),
-        report["retried"],
-        report["rate_limited"],
-        ", ".join(f"{n} {k}" for k, n in report["agents"].items()),
-    )
-
-
-def load_holding_the_lock(
-    pipeline: dlt.Pipeline,
-    *,
-    full_refresh: bool = False,
-    stats: RunStats | None = None,
-    **source_args: Any,
-) -> RunStats:
-    """`run_load` for a caller that already holds `one_run_at_a_time(pipeline)`, so that what it
-    reads from the warehouse afterwards is read before the next run may start."""
-    stats = stats if stats is not None else RunStats()
-    source = chat_agents_source(full_refresh=full_refresh, run_stats=stats, **source_args)
-    with duckdb_memory_explained(pipeline):
-        pipeline.run(source, **prepare_run(pipeline, source, full_refresh))
-        after_load(pipeline, set(source.selected_resources), stats)
-    return stats
-
-
-def run_load(
-    pipeline: dlt.Pipeline,
-    *,
-    full_refresh: bool = False,
-    stats: RunStats | None = None,
-    **source_args: Any,
-) -> RunStats:
-    """One load without Dagster, as the Dagster asset does it: one run at a time on this
-    machine, a fresh source readied by `prepare_run`, soft deletion after. `full_refresh` drops
-    the tables and loads everything."""
-    with one_run_at_a_time(pipeline):
-        return load_holding_the_lock(
-            pipeline, full_refresh=full_refresh, stats=stats, **source_args
-        )
 
 
 def table_row_counts(

@@ -5,15 +5,14 @@ resolves no secret and makes no request; the key is looked up, and the settings 
 first resource starts, so a code location can build it with no key at all.
 
 Cost follows change: every run lists the agents (one request per 100) and fetches aliases; an
-agent's detail only when it is new or its `updated_at` or `versions` changed; a version (listing
-row or detail) only once, as versions never change. What was loaded is kept in dlt's source state
-(see state.py). Child requests run in dlt's extract pool (`[sources.chat_agents_source.extract]
-workers`), paced by `requests_per_second`.
+agent's detail only when it is new or its `updated_at`, active `version` or `versions` changed; a
+version (listing row or detail) only once, as versions never change. What was loaded is what the
+warehouse holds, read when the run starts (record.py). Child requests run in dlt's extract pool
+(`[sources.chat_agents_source.extract] workers`), paced by `requests_per_second`.
 """
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,12 +30,13 @@ from chat_agents_dagster.settings import (
 from chat_agents_dagster.source.api import AgentsApi, ApiNotFoundError
 from chat_agents_dagster.source.configuration import SourceSettings, resolve_key
 from chat_agents_dagster.source.pacing import Pacer
-from chat_agents_dagster.source.rows import agent_columns, agent_nested_hints, child_row, live
-from chat_agents_dagster.source.state import (
-    VERSION_DETAIL,
-    VERSIONS,
-    LoadState,
-    fingerprint,
+from chat_agents_dagster.source.record import WarehouseRecord, fingerprint, read_record
+from chat_agents_dagster.source.rows import (
+    agent_columns,
+    agent_nested_hints,
+    child_row,
+    live,
+    record_columns,
 )
 from chat_agents_dagster.source.stats import RunStats
 
@@ -45,53 +45,71 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _unless_gone(what: str, agent_id: str, fetch: Callable[..., T], *args: Any) -> T | None:
-    """An agent deleted between the listing and this request answers 404: skip it, do not fail."""
+def _unless_gone(
+    stats: RunStats, table: str, what: str, agent_id: str, fetch: Callable[..., T], *args: Any
+) -> T | None:
+    """An agent deleted between the listing and this request answers 404: skip it, do not fail,
+    and count it, so that the checks can tell this hole from a loss."""
     try:
         return fetch(agent_id, *args)
     except ApiNotFoundError:
         logger.warning("Agent %s disappeared during the run; its %s is skipped", agent_id, what)
+        stats.gone_mid_run(table, agent_id)
         return None
 
 
 def _hints(name: str, *, agent_rows: bool = True) -> dict[str, Any]:
     table = TABLES_BY_NAME[name]
+    columns = agent_columns(versions_as_json=name != "agents") if agent_rows else {}
     hints: dict[str, Any] = {
         "name": table.name,
         "primary_key": list(table.primary_key),
         # Merge on the primary key: rows of unchanged agents and loaded versions stay as they are.
         "write_disposition": "merge",
-        "columns": agent_columns(versions_as_json=name != "agents") if agent_rows else {},
-    }
-    hints["columns"]["deleted_at"] = {
-        "name": "deleted_at",
-        "data_type": "timestamp",
-        "nullable": True,
+        # Typed, so that a table that gets no row (an organisation with no agents, or none with
+        # an alias) is still created with the columns the record and the checks read.
+        "columns": {**columns, **record_columns(name)},
     }
     if agent_rows:
         hints["nested_hints"] = agent_nested_hints()
     return hints
 
 
+def _is_marker(item: Any) -> bool:
+    """dlt's marker that creates a table even with no row (`materialize_table_schema`): the
+    `agents` resource yields it after the listing, and every table fed by it hands it on."""
+    return isinstance(item, list) and not item
+
+
 class _Run:
-    """Per-run connection and state, opened by the `agents` resource when extraction starts (in
-    the main thread, where dlt's source state is available) and shared with the child resources
-    running in dlt's worker threads."""
+    """Per-run connection and record, opened by the `agents` resource when extraction starts and
+    shared with the child resources running in dlt's worker threads, which only read the
+    record."""
 
-    def __init__(self, settings: SourceSettings, api_key: str | None, stats: RunStats) -> None:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        api_key: str | None,
+        stats: RunStats,
+        record: WarehouseRecord | None,
+        refresh: frozenset[str],
+        empty_table_format: str | None,
+    ) -> None:
         self.settings, self._api_key, self.stats = settings, api_key, stats
-        self._lock = threading.Lock()
+        self._given, self._refresh = record, refresh
+        self._empty_table_format = empty_table_format
         self._api: AgentsApi | None = None
-        self._state: LoadState | None = None
+        self._record: WarehouseRecord | None = None
+        self.listed = 0  # agents listed, once the listing is complete
 
-    def open(self, full_refresh: bool) -> None:
-        with self._lock:
-            self.settings.check()
-            pacer = Pacer(self.settings.requests_per_second)
-            self._api = AgentsApi(
-                self.settings.base_url.rstrip("/"), resolve_key(self._api_key), self.stats, pacer
-            )
-            self._state = LoadState(dlt.current.source_state(), full_refresh, self.stats.agents)
+    def open(self) -> None:
+        self.settings.check()
+        pacer = Pacer(self.settings.requests_per_second)
+        self._api = AgentsApi(
+            self.settings.base_url.rstrip("/"), resolve_key(self._api_key), self.stats, pacer
+        )
+        record = self._given if self._given is not None else read_record(dlt.current.pipeline())
+        self._record = record.without(self._refresh)
 
     @property
     def api(self) -> AgentsApi:
@@ -99,9 +117,42 @@ class _Run:
         return self._api
 
     @property
-    def state(self) -> LoadState:
-        assert self._state is not None, "the agents resource opens the run"
-        return self._state
+    def record(self) -> WarehouseRecord:
+        assert self._record is not None, "the agents resource opens the run"
+        return self._record
+
+    def creates_tables(self) -> bool:
+        """Whether a table has no row yet, so that this run must create it even if it brings
+        none (an organisation with no agents, or none with an alias)."""
+        return not all(self.record.rows.values())
+
+    def hand_on(self, table: str, marker: Any) -> Any:
+        """The marker for a table with no row in the warehouse that may get none this run, in the
+        file format that loads an empty file (DuckDB reads an empty JSON lines file as a table of
+        one column, "json", and fails). A table of whole agents gets a row for every agent
+        listed, and so its rows' format is left alone; `agent_aliases` is small enough that the
+        marker may overtake its rows."""
+        surely_filled = self.listed > 0 and table != "agent_aliases"
+        if self.record.rows[table] or surely_filled or self.stats.api_rows[table]:
+            return []
+        if self._empty_table_format is None:
+            return marker
+        return dlt.mark.with_hints(
+            marker,
+            dlt.mark.make_hints(file_format=self._empty_table_format),  # type: ignore[arg-type]
+        )
+
+    def saw(self, agent: dict[str, Any]) -> None:
+        """Counts an agent of the listing as new, changed or unchanged since the listing the
+        warehouse holds."""
+        before = self.record.listing.get(agent["id"])
+        counts = self.stats.agents
+        if before is None:
+            counts.new += 1
+        elif before != fingerprint(agent):
+            counts.changed += 1
+        else:
+            counts.unchanged += 1
 
 
 @dlt.source(name=SOURCE_NAME, max_table_nesting=2, root_key=True)
@@ -112,32 +163,63 @@ def chat_agents_source(
     versions_page_size: int = VERSIONS_PAGE_SIZE_MAX,
     requests_per_second: float = 0.0,
     aliases_every_run: bool = True,
-    full_refresh: bool = False,
+    full_refresh_tables: Sequence[str] = (),
+    record: WarehouseRecord | None = None,
+    empty_table_format: str | None = None,
     run_stats: RunStats | None = None,
 ) -> Iterator[DltResource]:
     """Every agent, its detail, versions, version details and aliases.
 
     `requests_per_second` paces all requests (0: no limit). `aliases_every_run=False` fetches
-    aliases only for new or changed agents (an alias can be re-pointed without changing the
-    agent, so the default fetches them every run). `full_refresh` ignores what earlier runs
-    loaded. `run_stats`, when given, receives the run's request and agent counts.
+    aliases only for agents new or changed since the listing the warehouse holds (an alias can be
+    re-pointed without changing the agent, so the default fetches them every run).
+    `full_refresh_tables` names the tables to load whole, whatever the warehouse holds.
+    `record` is what the warehouse holds, read from the pipeline's destination when the run
+    starts unless given. `empty_table_format` is the file format of a table that gets no row
+    (dlt's default when None). `run_stats`, when given, receives the run's request and agent
+    counts.
     """
     settings = SourceSettings(base_url, agents_page_size, versions_page_size, requests_per_second)
-    run = _Run(settings, api_key, run_stats if run_stats is not None else RunStats())
+    stats = run_stats if run_stats is not None else RunStats()
+    run = _Run(settings, api_key, stats, record, frozenset(full_refresh_tables), empty_table_format)
 
     @dlt.resource(**_hints("agents"))
-    def agents() -> Iterator[dict[str, Any]]:
-        run.open(full_refresh)
+    def agents() -> Iterator[Any]:
+        run.open()
         listed: set[str] = set()
         # One item at a time, so that dlt fans each agent's child requests out to its pool.
         for page in run.api.agent_pages(agents_page_size):
-            run.stats.rows_from_api("agents", len(page))
             for agent in page:
+                if agent["id"] in listed:
+                    # An offset page list shifts when an agent is created during the scan.
+                    logger.warning("Agent %s was listed twice; it is loaded once", agent["id"])
+                    continue
                 listed.add(agent["id"])
-                run.state.saw(agent)
+                stats.rows_from_api("agents", 1)
+                run.saw(agent)
                 yield live(agent)
-        gone = run.state.listing_complete(listed)
-        counts = run.state.counts
+        if run.api.listing_may_shift:
+            # An agent deleted during an offset scan shifts the pages after it, and one live
+            # agent is skipped: an agent the warehouse holds and the listing did not return is
+            # asked for by id, and only a 404 says it is gone.
+            for agent_id in sorted(run.record.listing.keys() - listed):
+                try:
+                    agent = run.api.agent(agent_id)
+                except ApiNotFoundError:
+                    continue
+                logger.warning("Agent %s was skipped by the shifting listing", agent_id)
+                listed.add(agent_id)
+                stats.rows_from_api("agents", 1)
+                run.saw(agent)
+                yield live(agent)
+        run.listed = len(listed)
+        if run.creates_tables():
+            marker = dlt.mark.materialize_table_schema()
+            # Handed on to the child tables whether or not `agents` itself has rows.
+            yield run.hand_on("agents", marker) if not listed else marker
+        gone = sorted(run.record.listing.keys() - listed)
+        counts = stats.agents
+        counts.deleted = len(gone)
         logger.info(
             "Listed %d agents: %d new, %d changed, %d unchanged, %d no longer listed%s",
             len(listed),
@@ -145,71 +227,85 @@ def chat_agents_source(
             counts.changed,
             counts.unchanged,
             counts.deleted,
-            f" ({', '.join(sorted(gone)[:10])}{', ...' if len(gone) > 10 else ''})" if gone else "",
+            f" ({', '.join(gone[:10])}{', ...' if len(gone) > 10 else ''})" if gone else "",
         )
 
     @dlt.transformer(data_from=agents, **_hints("agent_detail"), parallelized=True)
-    def agent_detail(agent: dict[str, Any]) -> list[dict[str, Any]]:
-        if run.state.detail_is_current(agent):
+    def agent_detail(agent: Any) -> Any:
+        if _is_marker(agent):
+            return run.hand_on("agent_detail", agent)
+        if run.record.detail.get(agent["id"]) == fingerprint(agent):
             return []
-        detail = _unless_gone("detail", agent["id"], run.api.agent)
+        detail = _unless_gone(stats, "agent_detail", "detail", agent["id"], run.api.agent)
         if detail is None:
             return []
-        run.state.detail_loaded(agent)
-        run.stats.rows_from_api("agent_detail", 1)
+        stats.rows_from_api("agent_detail", 1)
         return [live(detail)]
 
     @dlt.transformer(data_from=agents, **_hints("agent_versions"), parallelized=True)
-    def agent_versions(agent: dict[str, Any]) -> list[dict[str, Any]]:
+    def agent_versions(agent: Any) -> Any:
+        if _is_marker(agent):
+            return run.hand_on("agent_versions", agent)
         agent_id, listed = agent["id"], agent.get("versions") or []
-        missing = set(run.state.versions_missing(VERSIONS, agent))
+        missing = set(listed) - run.record.versions.get(agent_id, set())
         if not missing:
             return []
         page_size = settings.versions_page_size
-        rows = _unless_gone("versions", agent_id, run.api.versions, len(listed), page_size) or []
-        returned = {row.get("version") for row in rows}
-        if rows and returned != set(listed):
+        rows = _unless_gone(
+            stats, "agent_versions", "versions", agent_id, run.api.versions, len(listed), page_size
+        )
+        by_number = {row.get("version"): row for row in rows or []}
+        if rows and by_number.keys() != set(listed):
             logger.warning(
                 "Agent %s lists versions %s but the version listing returned %s",
                 agent_id,
                 sorted(listed),
-                sorted(returned, key=str),
+                sorted(by_number, key=str),
             )
-        new = [child_row(agent_id, row) for row in rows if row.get("version") in missing]
-        run.state.versions_loaded(VERSIONS, agent_id, [row["version"] for row in new])
-        run.stats.rows_from_api("agent_versions", len(new))
+        # Once each: a list that shifts during its scan can return a version twice.
+        new = [child_row(agent_id, by_number[n]) for n in sorted(missing & by_number.keys())]
+        stats.rows_from_api("agent_versions", len(new))
         return new
 
     @dlt.transformer(data_from=agents, **_hints("agent_version_detail"), parallelized=True)
-    def agent_version_detail(agent: dict[str, Any]) -> list[dict[str, Any]]:
+    def agent_version_detail(agent: Any) -> Any:
         # Fed by `agents` (whose `versions` list names every version) rather than by
-        # agent_versions, so that each table decides from its own state what it still needs.
+        # agent_versions, so that each table decides from its own rows what it still needs.
+        if _is_marker(agent):
+            return run.hand_on("agent_version_detail", agent)
         agent_id = agent["id"]
+        loaded = run.record.version_detail.get(agent_id, set())
         details = []
-        for number in run.state.versions_missing(VERSION_DETAIL, agent):
-            detail = _unless_gone(f"version {number}", agent_id, run.api.version, number)
+        for number in sorted(set(agent.get("versions") or []) - loaded):
+            detail = _unless_gone(
+                stats,
+                "agent_version_detail",
+                f"version {number}",
+                agent_id,
+                run.api.version,
+                number,
+            )
             if detail is not None:
                 details.append(child_row(agent_id, detail))
-        run.state.versions_loaded(VERSION_DETAIL, agent_id, [row["version"] for row in details])
-        run.stats.rows_from_api("agent_version_detail", len(details))
+        stats.rows_from_api("agent_version_detail", len(details))
         return details
 
     @dlt.transformer(
         data_from=agents, **_hints("agent_aliases", agent_rows=False), parallelized=True
     )
-    def agent_aliases(agent: dict[str, Any]) -> list[dict[str, Any]]:
+    def agent_aliases(agent: Any) -> Any:
+        if _is_marker(agent):
+            return run.hand_on("agent_aliases", agent)
         agent_id = agent["id"]
-        before = run.state.aliases_before(agent_id)
-        if not aliases_every_run and before and before.get("fingerprint") == fingerprint(agent):
+        if not aliases_every_run and run.record.listing.get(agent_id) == fingerprint(agent):
             return []
-        current = _unless_gone("aliases", agent_id, run.api.aliases)
+        current = _unless_gone(stats, "agent_aliases", "aliases", agent_id, run.api.aliases)
         if current is None:
             return []
-        run.state.aliases_loaded(agent_id, fingerprint(agent), current)
-        run.stats.rows_from_api("agent_aliases", len(current))
+        stats.rows_from_api("agent_aliases", len(current))
         names = {alias["alias"] for alias in current}
         now = datetime.now(UTC)
-        # An alias that disappeared stays, marked deleted: the state kept what it pointed at.
+        # An alias that disappeared stays, marked deleted, with what it pointed at.
         tombstones = [
             {
                 "agent_id": agent_id,
@@ -219,7 +315,9 @@ def chat_agents_source(
                 "updated_at": updated_at,
                 "deleted_at": now,
             }
-            for name, (version, created_at, updated_at) in before.get("aliases", {}).items()
+            for name, (version, created_at, updated_at) in run.record.aliases.get(
+                agent_id, {}
+            ).items()
             if name not in names
         ]
         return [child_row(agent_id, alias) for alias in current] + tombstones

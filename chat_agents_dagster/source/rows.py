@@ -33,6 +33,32 @@ def agent_columns(*, versions_as_json: bool) -> dict[str, TColumnSchema]:
     )
 
 
+# The columns the run's record (record.py) and the asset checks read, by table.
+_RECORD_COLUMNS: dict[str, dict[str, str]] = {
+    "agents": {"id": "text", "version": "bigint", "updated_at": "timestamp"},
+    "agent_detail": {"id": "text", "version": "bigint", "updated_at": "timestamp"},
+    "agent_versions": {"agent_id": "text", "version": "bigint"},
+    "agent_version_detail": {"agent_id": "text", "version": "bigint"},
+    "agent_aliases": {
+        "agent_id": "text",
+        "alias": "text",
+        "version": "bigint",
+        "created_at": "timestamp",
+        "updated_at": "timestamp",
+    },
+}
+
+
+def record_columns(table: str) -> dict[str, TColumnSchema]:
+    """Typed hints for the columns every run reads back, and `deleted_at`."""
+    columns: dict[str, TColumnSchema] = {
+        name: {"name": name, "data_type": data_type}  # type: ignore[typeddict-item]
+        for name, data_type in _RECORD_COLUMNS[table].items()
+    }
+    columns["deleted_at"] = {"name": "deleted_at", "data_type": "timestamp", "nullable": True}
+    return columns
+
+
 def agent_nested_hints() -> dict[str | tuple[str, ...], Any]:
     """Hints for the nested table `<table>__tools` of Agent rows."""
     return {"tools": {"columns": _json_columns("tool_configuration", "library_ids")}}

@@ -2,11 +2,20 @@
 
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from chat_agents_dagster.source.state import AgentCounts
-
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class AgentCounts:
+    """The listing compared with the one the warehouse holds."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
 
 
 class RunStats:
@@ -19,6 +28,7 @@ class RunStats:
         self.api_rows: Counter[str] = Counter()
         self.malformed = 0  # successes whose body was not JSON, retried like server errors
         self.agents = AgentCounts()
+        self.gone: dict[str, set[str]] = {}
 
     def record(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -33,6 +43,12 @@ class RunStats:
         """Live rows the API returned for `table` this run (tombstones not counted)."""
         with self._lock:
             self.api_rows[table] += rows
+
+    def gone_mid_run(self, table: str, agent_id: str) -> None:
+        """An agent whose request for `table` answered 404: it was deleted during the run, and
+        its rows of `table` are missing until the next run marks it deleted."""
+        with self._lock:
+            self.gone.setdefault(table, set()).add(agent_id)
 
     @property
     def total(self) -> int:
@@ -55,4 +71,5 @@ class RunStats:
                 "rate_limited": self.by_status[429],
                 "agents": vars(self.agents).copy(),
                 "api_rows": dict(self.api_rows),
+                "gone_mid_run": {table: sorted(ids) for table, ids in sorted(self.gone.items())},
             }
