@@ -1,6 +1,8 @@
 """The asset checks pass on a clean load and catch each way a warehouse goes wrong: a duplicated
 key, an orphan row, a missing or extra version, an alias to nowhere, an emptied table."""
 
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import duckdb
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer
+from chat_agents_dagster.source import make_pipeline, one_run_at_a_time
 from chat_agents_dagster_tests.dagster_helpers import check_results, definitions, run_job
 from chat_agents_dagster_tests.helpers import point_at
 
@@ -135,3 +138,61 @@ def test_a_table_that_does_not_exist_fails_its_checks_instead_of_passing(
         assert evaluation.severity == ERROR
         assert evaluation.metadata["missing_tables"].value == ["agent_aliases"]
     assert failed == {}
+
+
+def test_a_hole_left_by_an_agent_gone_mid_run_is_a_warning_and_the_next_run_fills_it(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(sandbox, monkeypatch.setenv)
+    defs, instance = definitions(), dg.DagsterInstance.ephemeral()
+    assert run_job(defs, instance).success
+    sandbox.world.create_agent(name="Gone before its detail", model="mistral-small-latest")
+    # The new agent's detail is the night's only detail request: it answers as a deleted agent.
+    sandbox.fail_next(1, status=404, route="GET /v1/agents/{agent_id}")
+
+    night = run_job(defs, instance)
+
+    assert night.success
+    failed = {key: e for key, e in check_results(night).items() if not e.passed}
+    hole = failed.pop(("agent_detail", "one_row_per_agent"))
+    assert hole.severity == WARN
+    assert hole.metadata["missing_of_agents_gone_mid_run"].value == 1
+    assert failed == {}
+
+    after = run_job(defs, instance)
+
+    assert after.success and all(e.passed for e in check_results(after).values())
+
+
+def test_the_checks_wait_for_a_load_that_holds_the_run_lock(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    waiting = threading.Event()
+
+    class Waiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for it to end" in record.getMessage():
+                waiting.set()
+
+    handler = Waiting()
+    logging.getLogger("chat_agents_dagster.source.lock").addHandler(handler)
+
+    def a_load_writing() -> None:
+        with one_run_at_a_time(make_pipeline()):
+            held.set()
+            waiting.wait(timeout=60)
+            corrupt(isolated, "INSERT INTO agents SELECT * FROM agents LIMIT 1")
+
+    held = threading.Event()
+    writer = threading.Thread(target=a_load_writing)
+    writer.start()
+    held.wait(timeout=60)
+    try:
+        failed = failed_checks(loaded)
+    finally:
+        writer.join()
+        logging.getLogger("chat_agents_dagster.source.lock").removeHandler(handler)
+
+    # The checks read what the load had written under the lock, after it released it.
+    assert waiting.is_set()
+    assert set(failed) == {("agents", "primary_key")}
