@@ -1,5 +1,7 @@
 """Running the code location's job and checks in-process, as the tests' Dagster harness."""
 
+from typing import Any
+
 import dagster as dg
 
 from chat_agents_dagster.definitions import build_definitions
@@ -14,7 +16,7 @@ def definitions() -> dg.Definitions:
     )
 
 
-FULL_REFRESH = {"ops": {"chat_agents_load": {"config": {"full_refresh": True}}}}
+FULL_REFRESH: dict[str, Any] = {"ops": {"chat_agents_load": {"config": {"full_refresh": True}}}}
 
 
 def run_job(
@@ -23,7 +25,7 @@ def run_job(
     job: str = "chat_agents_job",
     *,
     tables: list[str] | None = None,
-    run_config: dict[str, object] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """A run of `job` (of only the assets of `tables`, and their checks, if given), as the UI's
     Materialize launches it."""

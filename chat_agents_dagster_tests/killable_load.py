@@ -1,5 +1,6 @@
-"""`python -m chat_agents_dagster_tests.killable_load POINT MARKER`: the standalone load
-(`chat-agents-load`), stopped at POINT of dlt's load step so that a test can SIGKILL it there.
+"""`python -m chat_agents_dagster_tests.killable_load POINT MARKER [RUNNER]`: a load, stopped at
+POINT of dlt's load step so that a test can SIGKILL it there. RUNNER is `cli`, the standalone
+load (`chat-agents-load`, the default), or `dagster`, a run of `chat_agents_job` in this process.
 
 At POINT the process writes the file MARKER and then waits forever; the test waits for MARKER and
 kills the process. The points, in the order a load reaches them:
@@ -9,7 +10,8 @@ kills the process. The points, in the order a load reaches them:
   tables are not;
 - `committing`: every table and dlt's `_dlt_pipeline_state` row are written, the load is not yet
   recorded in `_dlt_loads` (so dlt will not restore that state);
-- `marking`: the load is committed, deletions are not marked yet.
+- `marking`: the load is committed, deletions are not marked yet;
+- `nowhere`: not stopped (the test kills it by other means).
 """
 
 import sys
@@ -64,10 +66,17 @@ def stop_at(point: str, marker: Path) -> None:
         )
     elif point == "marking":
         run_module.mark_deleted = _before(run_module.mark_deleted, marker)
-    else:
+    elif point != "nowhere":
         raise SystemExit(f"unknown point {point!r}")
+
+
+def through_dagster() -> int:
+    from chat_agents_dagster.definitions import defs
+
+    return 0 if defs.resolve_job_def("chat_agents_job").execute_in_process().success else 1
 
 
 if __name__ == "__main__":
     stop_at(sys.argv[1], Path(sys.argv[2]))
-    sys.exit(main([]))
+    runner = sys.argv[3] if len(sys.argv) > 3 else "cli"
+    sys.exit(through_dagster() if runner == "dagster" else main([]))

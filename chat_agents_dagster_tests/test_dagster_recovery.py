@@ -105,7 +105,7 @@ def test_a_full_refresh_of_one_table_leaves_the_others_and_their_records_alone(
         name for name in before if not name.startswith(("agents", "_dlt")) and name in after
     ]
     assert untouched and all(before[name] == after[name] for name in untouched)
-    removed = []
+    removed: list[tuple[str, str]] = []
     for agent in world.agents():
         for alias in world.aliases(agent["id"])[:1]:
             if len(removed) < 12:

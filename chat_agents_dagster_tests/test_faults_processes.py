@@ -1,7 +1,7 @@
-"""Loads in processes of their own (the standalone `chat-agents-load`): one killed with SIGKILL,
-during extraction or at any point of dlt's load step, leaves a warehouse that the next run brings
-to exactly the API's truth, nothing lost and no key twice; two started at once run one after the
-other, and both succeed.
+"""Loads in processes of their own (the standalone `chat-agents-load`, or a Dagster run of
+chat_agents_job): one killed with SIGKILL, during extraction or at any point of dlt's load step,
+leaves a warehouse that the next run of the same kind brings to exactly the API's truth, nothing
+lost and no key twice; two started at once run one after the other, and both succeed.
 
 The sandbox decides when extraction is killed (at its nth version request); `killable_load`
 stops the load step at a named point for the kill. The run after a kill is the same load in this
@@ -17,12 +17,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
+import dlt
 import duckdb
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.settings import DATASET_NAME
-from chat_agents_dagster_tests.helpers import load, point_at
+from chat_agents_dagster.source import make_pipeline
+from chat_agents_dagster_tests.dagster_helpers import check_results, definitions, run_job
+from chat_agents_dagster_tests.helpers import listing_requests, load, point_at
 from chat_agents_dagster_tests.warehouse import assert_equals_truth
 
 LISTING = "GET /v1/agents/pages"
@@ -30,6 +34,9 @@ ALIASES = "GET /v1/agents/{agent_id}/aliases"
 VERSION = "GET /v1/agents/{agent_id}/versions/{version}"
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT = 60.0
+KILLABLE = "chat_agents_dagster_tests.killable_load"
+# The killed run and the next one: `chat-agents-load`, or a Dagster run of chat_agents_job.
+RUNNERS = ["cli", "dagster"]
 
 
 @pytest.fixture
@@ -132,28 +139,40 @@ def rows_of_unrecorded_loads(database: Path) -> int:
     return total
 
 
+def next_run(runner: str) -> dlt.Pipeline:
+    """The run after a kill, the way the killed one ran: `chat-agents-load`, or a Dagster run
+    whose checks must all pass."""
+    if runner == "cli":
+        return load()[0]
+    result = run_job(definitions(), dg.DagsterInstance.ephemeral())
+    assert result.success and all(e.passed for e in check_results(result).values())
+    return make_pipeline()
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("first_load", [True, False], ids=["first_load", "nightly_load"])
 def test_a_load_killed_during_extraction_is_completed_by_the_next_run(
-    server: SandboxServer, isolated: Path, first_load: bool
+    server: SandboxServer, isolated: Path, first_load: bool, runner: str
 ) -> None:
     if not first_load:
         load()
         change_the_world(server.world)
     server.stats.reset()
 
-    process = start_load(isolated, "chat_agents_dagster.source")
+    marker = isolated / "never-written"
+    process = start_load(isolated, KILLABLE, "nowhere", str(marker), runner)
     killed = kill_at_nth_request(server, VERSION, 3, process)
     process.wait(timeout=STOP_TIMEOUT)
 
     assert process.returncode == -signal.SIGKILL, output(isolated)
     assert killed == [3]
-    pipeline, _ = load()
-    assert_equals_truth(pipeline, server.world)
+    assert_equals_truth(next_run(runner), server.world)
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("point", ["copied", "merged", "committing", "marking"])
 def test_a_load_killed_during_the_load_step_is_completed_by_the_next_run(
-    server: SandboxServer, isolated: Path, point: str
+    server: SandboxServer, isolated: Path, point: str, runner: str
 ) -> None:
     load()
     database = isolated / "warehouse.duckdb"
@@ -161,7 +180,7 @@ def test_a_load_killed_during_the_load_step_is_completed_by_the_next_run(
     deleted = change_the_world(server.world)
     marker = isolated / f"stopped-{point}"
 
-    process = start_load(isolated, "chat_agents_dagster_tests.killable_load", point, str(marker))
+    process = start_load(isolated, KILLABLE, point, str(marker), runner)
     deadline = time.monotonic() + STOP_TIMEOUT
     while not marker.exists():
         assert process.poll() is None, f"the load ended before {point}:\n{output(isolated)}"
@@ -178,8 +197,7 @@ def test_a_load_killed_during_the_load_step_is_completed_by_the_next_run(
     if point in ("merged", "committing"):
         assert rows_of_unrecorded_loads(database) > 0
     assert deleted <= live_agents(database)
-    pipeline, _ = load()
-    assert_equals_truth(pipeline, server.world)
+    assert_equals_truth(next_run(runner), server.world)
 
 
 def test_two_loads_started_at_once_run_one_after_the_other_and_both_succeed(
@@ -207,8 +225,9 @@ def test_two_loads_started_at_once_run_one_after_the_other_and_both_succeed(
     # only for the listing and the aliases.
     requests = server.stats.requests()
     listings = [i for i, request in enumerate(requests) if request.route == LISTING]
-    assert len(listings) == 2
-    assert {r.route for r in requests[listings[1] :]} == {LISTING, ALIASES}
+    per_run = listing_requests(server)
+    assert len(listings) == 2 * per_run
+    assert {r.route for r in requests[listings[per_run] :]} == {LISTING, ALIASES}
     for name in ("first", "second"):
         summary = json.loads((isolated / f"{name}.out").read_text())
         assert summary["rows"]["agents"] == len(server.world.agents())

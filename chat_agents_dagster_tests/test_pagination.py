@@ -8,7 +8,7 @@ import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.settings import AGENTS_PAGE_SIZE
-from chat_agents_dagster_tests.helpers import load, point_at, query
+from chat_agents_dagster_tests.helpers import listing_requests, load, point_at, query
 
 
 def agent_ids(world: World) -> set[tuple[str]]:
@@ -91,5 +91,5 @@ def test_agents_are_listed_a_hundred_at_a_time_unless_configured(
 
     assert set(query(pipeline, "SELECT id FROM {dataset}.agents")) == agent_ids(world)
     listing = server.stats.requests("GET /v1/agents/pages")
-    assert len(listing) == math.ceil(len(world.agents()) / AGENTS_PAGE_SIZE)
+    assert len(listing) == listing_requests(server, AGENTS_PAGE_SIZE)
     assert all(f"page_size={AGENTS_PAGE_SIZE}" in request.target for request in listing)

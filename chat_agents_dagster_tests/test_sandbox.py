@@ -55,6 +55,14 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
+def listed(server: SandboxServer) -> list[str]:
+    """The world's agent ids in the order the server's listings give them."""
+    ids_oldest_first = ids(server.world.agents())
+    if server.config.listing_order == "newest_first":
+        return ids_oldest_first[::-1]
+    return ids_oldest_first
+
+
 def ids(agents: list[dict[str, Any]]) -> list[str]:
     return [a["id"] for a in agents]
 
@@ -214,55 +222,78 @@ def test_generation_scales() -> None:
     assert len(world) == 3000
 
 
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+@pytest.mark.parametrize("token_on_last_page", [True, False])
 @pytest.mark.parametrize("page_size", [5, 8, 24, 1000])
 def test_cursor_listing_returns_each_agent_once(
-    server: SandboxServer, http: requests.Session, page_size: int
+    http: requests.Session, page_size: int, order: str, token_on_last_page: bool
 ) -> None:
-    seen: list[str] = []
-    tokens: list[str | None] = []
-    params: dict[str, Any] = {"page_size": page_size}
-    while True:
-        body = http.get(f"{server.base_url}/agents/pages", params=params).json()
-        assert body["object"] == "list" and body["data"]
-        seen += ids(body["data"])
-        tokens.append(body["next_page_token"])
-        if body["next_page_token"] is None:
-            break
-        params["page_token"] = body["next_page_token"]
-    assert seen == ids(server.world.agents())
-    assert len(tokens) == math.ceil(24 / page_size)
-    assert None not in tokens[:-1]
+    with serve(listing_order=order, token_on_last_page=token_on_last_page) as server:
+        seen: list[str] = []
+        pages: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"page_size": page_size}
+        while True:
+            body = http.get(f"{server.base_url}/agents/pages", params=params).json()
+            assert body["object"] == "list"
+            pages.append(body)
+            seen += ids(body["data"])
+            if body["next_page_token"] is None:
+                break
+            params["page_token"] = body["next_page_token"]
+        assert seen == listed(server)
+    full_pages = math.ceil(24 / page_size)
+    assert len(pages) == full_pages + token_on_last_page
+    assert all(page["data"] for page in pages[:full_pages])
+    assert None not in [page["next_page_token"] for page in pages[:-1]]
+    if token_on_last_page:  # the last page with agents has a token; its page is empty
+        assert pages[-1]["data"] == [] and pages[full_pages - 1]["next_page_token"]
 
 
-def test_cursor_listing_survives_deletes_between_pages(
-    server: SandboxServer, http: requests.Session
-) -> None:
-    expected = ids(server.world.agents())
-    first = http.get(f"{server.base_url}/agents/pages", params={"page_size": 10}).json()
-    server.world.delete_agent(expected[3])
-    params = {"page_size": 10, "page_token": first["next_page_token"]}
-    second = http.get(f"{server.base_url}/agents/pages", params=params).json()
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+def test_cursor_listing_survives_deletes_between_pages(http: requests.Session, order: str) -> None:
+    with serve(listing_order=order) as server:
+        expected = listed(server)
+        first = http.get(f"{server.base_url}/agents/pages", params={"page_size": 10}).json()
+        server.world.delete_agent(expected[3])
+        params = {"page_size": 10, "page_token": first["next_page_token"]}
+        second = http.get(f"{server.base_url}/agents/pages", params=params).json()
     assert ids(second["data"]) == expected[10:20]
 
 
-def test_legacy_listing_pages_exactly(server: SandboxServer, http: requests.Session) -> None:
-    pages = [
-        http.get(f"{server.base_url}/agents", params={"page": p, "page_size": 5}).json()
-        for p in range(6)
-    ]
-    assert [len(p) for p in pages] == [5, 5, 5, 5, 4, 0]
-    assert [a["id"] for page in pages for a in page] == ids(server.world.agents())
-    assert len(http.get(f"{server.base_url}/agents").json()) == 20
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+def test_legacy_listing_pages_exactly(http: requests.Session, order: str) -> None:
+    with serve(listing_order=order) as server:
+        pages = [
+            http.get(f"{server.base_url}/agents", params={"page": p, "page_size": 5}).json()
+            for p in range(6)
+        ]
+        assert [len(p) for p in pages] == [5, 5, 5, 5, 4, 0]
+        assert [a["id"] for page in pages for a in page] == listed(server)
+        assert len(http.get(f"{server.base_url}/agents").json()) == 20
 
 
-def test_versions_paginate_past_100(server: SandboxServer, http: requests.Session) -> None:
-    heavy = next(a for a in server.world.agents() if len(a["versions"]) == 130)
-    url = f"{server.base_url}/agents/{heavy['id']}/versions"
-    pages = [http.get(url, params={"page": p, "page_size": 100}).json() for p in range(3)]
-    assert [len(p) for p in pages] == [100, 30, 0]
-    assert [s["version"] for s in pages[0] + pages[1]] == list(range(130))
-    assert pages[1][-1] == server.world.version(heavy["id"], 129)
-    assert len(http.get(url).json()) == 20
+def test_legacy_listing_pages_shift_when_an_agent_is_created_during_the_scan(
+    server: SandboxServer, http: requests.Session
+) -> None:
+    assert server.config.listing_order == "newest_first"
+    url = f"{server.base_url}/agents"
+    first = ids(http.get(url, params={"page": 0, "page_size": 5}).json())
+    server.world.create_agent(name="Newest", model="mistral-small-latest")
+    second = ids(http.get(url, params={"page": 1, "page_size": 5}).json())
+    assert second[0] == first[-1]  # pushed onto the next page: listed twice
+
+
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+def test_versions_paginate_past_100(http: requests.Session, order: str) -> None:
+    with serve(versions_order=order) as server:
+        heavy = next(a for a in server.world.agents() if len(a["versions"]) == 130)
+        url = f"{server.base_url}/agents/{heavy['id']}/versions"
+        pages = [http.get(url, params={"page": p, "page_size": 100}).json() for p in range(3)]
+        assert [len(p) for p in pages] == [100, 30, 0]
+        numbers = list(range(130))[:: -1 if order == "newest_first" else 1]
+        assert [s["version"] for s in pages[0] + pages[1]] == numbers
+        assert pages[1][-1] == server.world.version(heavy["id"], numbers[-1])
+        assert len(http.get(url).json()) == 20
 
 
 def test_detail_by_version_number_and_alias(server: SandboxServer, http: requests.Session) -> None:
@@ -336,7 +367,7 @@ def test_out_of_range_pages_are_422_when_strict(
 def test_page_size_is_clamped_when_configured(http: requests.Session) -> None:
     with serve(strict_page_size=False, clamp_page_size=10) as server:
         legacy = http.get(f"{server.base_url}/agents", params={"page": 1, "page_size": 50}).json()
-        assert ids(legacy) == ids(server.world.agents())[10:20]
+        assert ids(legacy) == listed(server)[10:20]
         cursor = http.get(f"{server.base_url}/agents/pages", params={"page_size": 50}).json()
         assert len(cursor["data"]) == 10 and cursor["next_page_token"]
         heavy = server.world.agents()[0]["id"]
@@ -449,18 +480,20 @@ def test_write_routes_change_reads(server: SandboxServer, http: requests.Session
     agent = created.json()
     assert created.status_code == 200 and agent["version"] == 0 and agent["versions"] == [0]
     assert agent["tools"] == tools and agent["completion_args"]["temperature"] is None
-    assert ids(http.get(url, params={"page_size": 1000}).json())[-1] == agent["id"]
+    assert ids(http.get(url, params={"page_size": 1000}).json())[0] == agent["id"]  # newest
     one = f"{url}/{agent['id']}"
 
     updated = http.patch(one, json={"instructions": "Be brief.", "model": "codestral-latest"})
     assert updated.json()["version"] == 1 and updated.json()["versions"] == [0, 1]
     assert updated.json()["updated_at"] > agent["updated_at"]
-    versions = http.get(f"{one}/versions").json()
-    assert [v["instructions"] for v in versions] == [None, "Be brief."]
-    assert versions[1]["model"] == "codestral-latest" and versions[1]["tools"] == tools
+    versions = http.get(f"{one}/versions").json()  # newest first
+    assert [v["instructions"] for v in versions] == ["Be brief.", None]
+    assert versions[0]["model"] == "codestral-latest" and versions[0]["tools"] == tools
 
     switched = http.patch(f"{one}/version", params={"version": 0}).json()
     assert (switched["version"], switched["versions"]) == (0, [0, 1])
+    # Neither a version switch nor an alias moves updated_at (the sandbox's default knobs).
+    assert switched["updated_at"] == updated.json()["updated_at"]
     assert http.get(one).json()["instructions"] is None
 
     alias = http.put(f"{one}/aliases", params={"alias": "production", "version": "1"}).json()
@@ -470,6 +503,7 @@ def test_write_routes_change_reads(server: SandboxServer, http: requests.Session
     assert http.get(one, params={"agent_version": "production"}).json()["version"] == 0
     assert http.delete(f"{one}/aliases", params={"alias": "production"}).status_code == 204
     assert http.get(f"{one}/aliases").json() == []
+    assert http.get(one).json()["updated_at"] == updated.json()["updated_at"]
 
     assert http.delete(one).status_code == 204
     assert http.get(one).status_code == 404
@@ -540,7 +574,7 @@ def test_cli_serves_until_sigterm() -> None:
         base_url = process.stdout.readline().strip()
         assert re.match(r"^http://127\.0\.0\.1:\d+/v1$", base_url)
         answer = requests.get(f"{base_url}/agents", headers={"Authorization": "Bearer cli-key"})
-        assert ids(answer.json()) == ids(World.generate(agents=5, seed=2).agents())
+        assert ids(answer.json()) == ids(World.generate(agents=5, seed=2).agents())[::-1]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
@@ -590,3 +624,15 @@ def test_a_request_line_it_cannot_parse_gets_a_400_not_a_dropped_connection(
         answer = connection.recv(4096)
     # No parsable request line means no HTTP version either: the error page comes without one.
     assert b"Error code: 400" in answer
+
+
+def test_version_switches_and_alias_moves_can_be_made_to_move_updated_at(
+    http: requests.Session,
+) -> None:
+    with serve(switch_moves_updated_at=True, alias_moves_updated_at=True) as server:
+        agent = next(a for a in server.world.agents() if len(a["versions"]) > 1)
+        one = f"{server.base_url}/agents/{agent['id']}"
+        switched = http.patch(f"{one}/version", params={"version": 0}).json()
+        assert switched["updated_at"] > agent["updated_at"]
+        http.put(f"{one}/aliases", params={"alias": "canary", "version": "0"})
+        assert http.get(one).json()["updated_at"] > switched["updated_at"]

@@ -205,6 +205,18 @@ def test_the_committed_dlt_config_turns_telemetry_off_and_loads_without_error() 
     assert config["sources"]["chat_agents_source"]["agents_page_size"] == AGENTS_PAGE_SIZE
 
 
+def test_every_test_runs_with_the_shipped_dlt_config(isolated: Path) -> None:
+    shipped = (REPO / ".dlt" / "config.toml").read_text()
+    assert (isolated / ".dlt" / "config.toml").read_text() == shipped
+    config = tomllib.loads(shipped)
+    # What dlt itself resolves in this test's project: the shipped values, not dlt's defaults.
+    assert dlt.config["load.workers"] == config["load"]["workers"]
+    assert (
+        dlt.config["sources.chat_agents_source.extract.workers"]
+        == config["sources"]["chat_agents_source"]["extract"]["workers"]
+    )
+
+
 def test_the_duckdb_file_defaults_to_chat_agents_duckdb_and_follows_the_dlt_setting(
     sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:

@@ -81,6 +81,15 @@ def _is_marker(item: Any) -> bool:
     return isinstance(item, list) and not item
 
 
+_RECORDS_FORMERLY_IN_STATE = (
+    "listing",
+    "agent_detail",
+    "agent_versions",
+    "agent_version_detail",
+    "agent_aliases",
+)
+
+
 class _Run:
     """Per-run connection and record, opened by the `agents` resource when extraction starts and
     shared with the child resources running in dlt's worker threads, which only read the
@@ -110,6 +119,11 @@ class _Run:
         )
         record = self._given if self._given is not None else read_record(dlt.current.pipeline())
         self._record = record.without(self._refresh)
+        # Before the tables were the record, a copy of it lived in the source state (megabytes
+        # at 10,000 agents, restored by every run): a warehouse loaded then drops it now.
+        state = dlt.current.source_state()
+        for key in _RECORDS_FORMERLY_IN_STATE:
+            state.pop(key, None)
 
     @property
     def api(self) -> AgentsApi:
