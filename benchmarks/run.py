@@ -1,4 +1,5 @@
-"""Benchmark the naive rest_api pipeline against ours, on the same sandbox world in the same run.
+"""Benchmark the naive rest_api pipeline against ours, through Dagster and through
+`chat-agents-load`, on the same sandbox world in the same run.
 
 Every pipeline run is a subprocess (so its wall time includes start-up, as users see it, and its
 peak memory is its own). Requests are counted by the sandbox. See benchmarks/README.md.
@@ -10,6 +11,8 @@ import itertools
 import json
 import os
 import random
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,21 +35,33 @@ API_KEY = "bench-key"
 DATASET = "chat_agents_data"
 TABLES = ("agents", "agent_detail", "agent_versions", "agent_aliases", "agent_version_detail")
 WORKERS_ENV = "SOURCES__CHAT_AGENTS_SOURCE__EXTRACT__WORKERS"
-# Ours exactly as users run it, plus one JSON line with its own peak RSS (memory scenario only).
-OURS_CMD = [sys.executable, "-m", "chat_agents_dagster.source", "--json"]
-OURS_WITH_RSS_CMD = [
-    sys.executable,
-    "-c",
-    "import json, resource, sys\n"
-    "from chat_agents_dagster.source.__main__ import main\n"
-    "code = main(['--json'])\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "sys.stdout.write(json.dumps({'ru_maxrss_kib': peak}) + '\\n')\n"
-    "sys.exit(code)\n",
+# Ours exactly as users run it: the nightly job through Dagster (one run, in a fresh process that
+# loads the code location, on an instance with the repository's dagster.yaml), and the CLI.
+DAGSTER, CLI = "dagster", "chat-agents-load"
+OURS = (DAGSTER, CLI)
+COMMANDS = {
+    "naive": [sys.executable, str(NAIVE_SCRIPT)],
+    DAGSTER: [
+        *(sys.executable, "-m", "dagster", "job", "execute"),
+        *("-m", "chat_agents_dagster.definitions", "-j", "chat_agents_job"),
+    ],
+    CLI: [sys.executable, "-m", "chat_agents_dagster.source", "--json"],
+}
+# The same job shape doing no work: what Dagster itself costs per run (benchmarks/dagster_shape.py).
+DAGSTER_SHAPE = [
+    *(sys.executable, "-m", "dagster", "job", "execute"),
+    *("-f", str(Path(__file__).resolve().parent / "dagster_shape.py"), "-j", "chat_agents_job"),
 ]
-# dlt settings in the caller's shell would silently change what is measured: children get none.
+# An interpreter start that imports what each command imports before its first request: the
+# part of the floor no run can avoid.
+STARTS = {
+    DAGSTER: [sys.executable, "-c", "import chat_agents_dagster.definitions"],
+    CLI: [sys.executable, "-c", "import chat_agents_dagster.source.__main__"],
+}
+# Settings in the caller's shell would silently change what is measured: children get none.
 _INHERITED_SETTINGS: tuple[str, ...] = ("SOURCES__", "DESTINATION", "EXTRACT__", "NORMALIZE__")
-_INHERITED_SETTINGS += ("LOAD__", "RUNTIME__", "DLT_", "MISTRAL_API_KEY")
+_INHERITED_SETTINGS += ("LOAD__", "RUNTIME__", "DLT_", "MISTRAL_API_KEY", "DAGSTER_")
+_INHERITED_SETTINGS += ("CHAT_AGENTS_",)
 
 
 @dataclass
@@ -54,15 +69,23 @@ class Lane:
     """One pipeline's working files: DuckDB file, DLT_DATA_DIR (kept between runs, so incremental
     state persists) and the working directory it runs in."""
 
-    pipeline: str  # "naive" or "ours"
+    pipeline: str  # "naive", DAGSTER or CLI
     root: Path
 
     def __post_init__(self) -> None:
         (self.root / "cwd").mkdir(parents=True, exist_ok=True)
+        if self.pipeline == DAGSTER:
+            # Runs, events and materializations are written as a deployment writes them.
+            self.dagster_home.mkdir(exist_ok=True)
+            shutil.copyfile(REPO / "dagster.yaml", self.dagster_home / "dagster.yaml")
 
     @property
     def db(self) -> Path:
-        return self.root / f"{self.pipeline}.duckdb"
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
 
 
 @dataclass
@@ -138,8 +161,10 @@ def child_env(lane: Lane, base_url: str, extra: dict[str, str]) -> dict[str, str
         "DLT_DATA_DIR": str(lane.root / "dlt"),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
-    if lane.pipeline == "ours":
+    if lane.pipeline in OURS:
         env["DLT_PROJECT_DIR"] = str(REPO)  # the repo's .dlt/config.toml defaults
+    if lane.pipeline == DAGSTER:
+        env["DAGSTER_HOME"] = str(lane.dagster_home)
     return env | extra
 
 
@@ -163,26 +188,18 @@ def spawn(
 
 
 def run_pipeline(
-    lane: Lane,
-    server: SandboxServer,
-    args: argparse.Namespace,
-    extra_env: dict[str, str] | None = None,
-    with_rss: bool = False,
+    lane: Lane, server: SandboxServer, args: argparse.Namespace, extra_env: dict[str, str]
 ) -> Run:
-    if lane.pipeline == "naive":
-        cmd = [sys.executable, str(NAIVE_SCRIPT)]
-    else:
-        cmd = OURS_WITH_RSS_CMD if with_rss else OURS_CMD
-    env = child_env(lane, server.base_url, extra_env or {})
+    env = child_env(lane, server.base_url, extra_env)
     server.stats.reset()
-    code, wall, peak_kib = spawn(cmd, env, lane, args.timeout)
+    code, wall, peak_kib = spawn(COMMANDS[lane.pipeline], env, lane, args.timeout)
     stats = server.stats.snapshot()
     summary: dict[str, Any] = {}
     for line in (lane.root / "stdout").read_text().splitlines():
         if line.startswith("{"):  # log lines may reach stdout too; the JSON lines are objects
             with contextlib.suppress(ValueError):
                 summary |= json.loads(line)
-    # The child's own figure where it reports one (it is the same measure: this process's peak).
+    # The naive script's own figure (it is the same measure: that process's peak).
     peak_kib = int(summary.pop("ru_maxrss_kib", peak_kib))
     error = None
     if code != 0:
@@ -271,13 +288,13 @@ class Scenario:
 def report(scenario: Scenario) -> None:
     print(f"\n{scenario.title}")
     print(
-        f"  {'pipeline':<14}{'wall s':>9}{'requests':>10}{'429s':>7}{'peak MiB':>10}  "
+        f"  {'pipeline':<22}{'wall s':>9}{'requests':>10}{'429s':>7}{'peak MiB':>10}  "
         "rows agents/detail/versions/aliases/version_detail"
     )
     for label, run in scenario.runs:
         rows = "/".join(str(run.rows[t]) for t in TABLES)
         print(
-            f"  {label:<14}{run.wall_s:>9.1f}{run.requests:>10}{run.status_429:>7}"
+            f"  {label:<22}{run.wall_s:>9.1f}{run.requests:>10}{run.status_429:>7}"
             f"{run.peak_mib:>10.1f}  {rows} (total {sum(run.rows.values())},"
             f" {'ok' if run.rows_ok else 'MISMATCH'})"
         )
@@ -301,46 +318,81 @@ def report(scenario: Scenario) -> None:
         print(f"  {note}")
 
 
+def median_run(runs: list[Run]) -> Run:
+    """The run of median wall time (an odd count gives a real run, with its own figures)."""
+    ranked = sorted(runs, key=lambda run: run.wall_s)
+    return ranked[(len(ranked) - 1) // 2]
+
+
 @dataclass
 class Bench:
     args: argparse.Namespace
     root: Path
     workers: int  # in effect for ours
-    workers_env: dict[str, str]  # empty unless --workers
+    ours_env: dict[str, str]  # --workers and --executor, empty unless given
+    starts: dict[str, float] = field(default_factory=dict)  # interpreter start per lane, s
 
     def run(self, lane: Lane, server: SandboxServer, extra: dict[str, str] | None = None) -> Run:
         if lane.pipeline == "naive":
-            return run_pipeline(lane, server, self.args)
-        return run_pipeline(lane, server, self.args, self.workers_env | (extra or {}))
+            return run_pipeline(lane, server, self.args, {})
+        return run_pipeline(lane, server, self.args, self.ours_env | (extra or {}))
+
+    def measure_starts(self, base_url: str) -> None:
+        """Median of three interpreter starts importing what each lane's command imports, in
+        the environment that lane runs in."""
+        for name, cmd in STARTS.items():
+            lane = Lane(name, self.root / "starts" / name)
+            env = child_env(lane, base_url, self.ours_env)
+            walls = [spawn(cmd, env, lane, self.args.timeout)[1] for _ in range(3)]
+            self.starts[name] = round(statistics.median(walls), 2)
+
+    def dagster_own_cost(self, base_url: str) -> float:
+        """Median wall of three runs of the job's shape doing no work, less the Dagster lane's
+        interpreter start: run creation, Dagster's events and the exit, per run."""
+        lane = Lane(DAGSTER, self.root / "dagster-shape")
+        env = child_env(lane, base_url, self.ours_env)
+        walls = [spawn(DAGSTER_SHAPE, env, lane, self.args.timeout)[1] for _ in range(3)]
+        return round(statistics.median(walls) - self.starts[DAGSTER], 2)
+
+    def floor(self, lane: str, run: Run) -> float:
+        """requests x latency / workers, plus one interpreter start importing the lane's code."""
+        return run.requests * self.args.latency_ms / 1000 / self.workers + self.starts[lane]
 
     def loads(self, chosen: set[int]) -> Iterator[Scenario]:
         """Scenarios 1-3 on one world. 2 and 3 re-run on top of 1, so 1 runs whenever they do."""
         args, latency_s = self.args, self.args.latency_ms / 1000
-        naive, ours = Lane("naive", self.root / "naive"), Lane("ours", self.root / "ours")
+        lanes = {name: Lane(name, self.root / name) for name in ("naive", *OURS)}
         size = f"{args.agents} agents x {args.versions} versions, {args.latency_ms:g} ms"
         with sandbox(args.agents, args, args.latency_ms) as server:
-            n, full = self.run(naive, server), self.run(ours, server)
-            bound = full.requests * latency_s / self.workers
-            figures = {
-                "naive_over_ours_time": ratio(n.wall_s, full.wall_s, n, full),
-                "bound_s": round(bound, 2),
-                "ours_over_bound": ratio(full.wall_s, bound, full),
-                "ours_request_phase_s": full.request_window_s,
-                "ours_request_phase_over_bound": ratio(full.request_window_s, bound, full),
-            }
+            self.measure_starts(server.base_url)
+            n = self.run(lanes["naive"], server)
+            full = {name: self.run(lanes[name], server) for name in OURS}
+            figures: dict[str, Any] = {"interpreter_start_s": dict(self.starts)}
+            notes = []
+            for name, run in full.items():
+                bound = run.requests * latency_s / self.workers
+                figures[name] = {
+                    "naive_over_ours_time": ratio(n.wall_s, run.wall_s, n, run),
+                    "bound_s": round(bound, 2),
+                    "floor_s": round(self.floor(name, run), 2),
+                    "over_floor": ratio(run.wall_s, self.floor(name, run), run),
+                    "request_phase_s": run.request_window_s,
+                    "request_phase_over_bound": ratio(run.request_window_s, bound, run),
+                }
+                f = figures[name]
+                notes.append(
+                    f"{name}: naive/ours time {fmt(f['naive_over_ours_time'])}; floor"
+                    f" {run.requests} x {latency_s:g} / {self.workers} + {self.starts[name]:g} s"
+                    f" start = {f['floor_s']:g} s, run/floor {fmt(f['over_floor'])}; request"
+                    f" phase {run.request_window_s:g} s, {fmt(f['request_phase_over_bound'])}"
+                    f" of requests x latency / workers ({bound:.2f} s)"
+                )
             yield Scenario(
                 "1_full_load",
-                f"Scenario 1: full load, both empty ({size})",
-                [("naive", n), ("ours", full)],
+                f"Scenario 1: full load, all empty ({size})",
+                [("naive", n), *full.items()],
                 figures,
-                [
-                    f"naive/ours time: {fmt(figures['naive_over_ours_time'])}",
-                    f"ours vs bound requests x latency / workers = {full.requests} x"
-                    f" {latency_s:g} / {self.workers} = {bound:.1f} s:"
-                    f" {fmt(figures['ours_over_bound'])} for the whole run,"
-                    f" {fmt(figures['ours_request_phase_over_bound'])} for its request phase"
-                    f" ({full.request_window_s:g} s from its first API request to its last)",
-                ],
+                notes,
             )
             for number, key, title in (
                 (2, "2_rerun_unchanged", "Scenario 2: re-run, nothing changed"),
@@ -349,68 +401,100 @@ class Bench:
                 if number not in chosen:
                     continue
                 night = mutate(server.world, args) if number == 3 else {}
-                n, o = self.run(naive, server), self.run(ours, server)
-                figures = {
-                    "naive_over_ours_time": ratio(n.wall_s, o.wall_s, n, o),
-                    "ours_requests_pct_of_full": ratio(100 * o.requests, full.requests, o, full),
-                    "mutations": night,
-                }
+                n = self.run(lanes["naive"], server)
+                # A short run is timed several times (the world is unchanged between them).
+                repeats = args.repeats if number == 2 else 1
+                runs: list[tuple[str, Run]] = [("naive (reload)", n)]
+                figures, notes = {"mutations": night}, []
+                for name in OURS:
+                    tries = [self.run(lanes[name], server) for _ in range(repeats)]
+                    runs += [
+                        (name if repeats == 1 else f"{name} #{i + 1}", r)
+                        for i, r in enumerate(tries)
+                    ]
+                    o = median_run(tries)
+                    figures[name] = {
+                        "wall_s": o.wall_s,
+                        "naive_over_ours_time": ratio(n.wall_s, o.wall_s, n, *tries),
+                        "floor_s": round(self.floor(name, o), 2),
+                        "over_floor": ratio(o.wall_s, self.floor(name, o), *tries),
+                        "requests_pct_of_full": ratio(100 * o.requests, full[name].requests, o),
+                    }
+                    f = figures[name]
+                    if name == DAGSTER and number == 2:
+                        own = self.dagster_own_cost(server.base_url)
+                        f["dagster_own_s"] = own
+                        f["over_floor_and_dagster_own"] = ratio(
+                            o.wall_s, self.floor(name, o) + own, *tries
+                        )
+                        notes.append(
+                            f"dagster's own cost per run (the job's shape doing no work,"
+                            f" dagster_shape.py, median of 3, less the start): {own:g} s;"
+                            f" run / (floor + that) {fmt(f['over_floor_and_dagster_own'])}"
+                        )
+                    median = f"median of {repeats}, " if repeats > 1 else ""
+                    notes.append(
+                        f"{name} ({median}{o.wall_s:g} s): naive/ours time"
+                        f" {fmt(f['naive_over_ours_time'])}; run/floor {fmt(f['over_floor'])}"
+                        f" (floor {f['floor_s']:g} s); requests"
+                        f" {fmt(f['requests_pct_of_full'], '%')} of its full load"
+                        f" ({full[name].requests})"
+                    )
                 yield Scenario(
                     key,
                     f"{title} ({size}){': ' + json.dumps(night) if night else ''}",
-                    [("naive (reload)", n), ("ours", o)],
+                    runs,
                     figures,
-                    [
-                        f"naive/ours time: {fmt(figures['naive_over_ours_time'])}",
-                        f"ours requests: {fmt(figures['ours_requests_pct_of_full'], '%')}"
-                        f" of ours' full load ({full.requests})",
-                    ],
+                    notes,
                 )
 
     def rate_limit(self) -> Iterator[Scenario]:
         args = self.args
+        pacing = {"SOURCES__CHAT_AGENTS_SOURCE__REQUESTS_PER_SECOND": f"{args.rps_limit:g}"}
         with sandbox(args.rl_agents, args, args.latency_ms, args.rps_limit) as server:
-            n = self.run(Lane("naive", self.root / "rl-naive"), server)
-            pacing = {"SOURCES__CHAT_AGENTS_SOURCE__REQUESTS_PER_SECOND": f"{args.rps_limit:g}"}
-            o = self.run(Lane("ours", self.root / "rl-ours"), server, pacing)
+            runs = [("naive", self.run(Lane("naive", self.root / "rl-naive"), server))]
+            for name in OURS:
+                runs.append((name, self.run(Lane(name, self.root / f"rl-{name}"), server, pacing)))
         figures: dict[str, Any] = {
-            f"{r.pipeline}_429_share_pct": ratio(100 * r.status_429, r.requests) for r in (n, o)
+            f"{label}_429_share_pct": ratio(100 * r.status_429, r.requests) for label, r in runs
         }
-        figures["failed_runs"] = {r.pipeline: int(not r.ok) for r in (n, o)}
+        figures["failed_runs"] = {label: int(not r.ok) for label, r in runs}
+        shares = ", ".join(
+            f"{label} {fmt(figures[f'{label}_429_share_pct'], '%')}" for label, _ in runs
+        )
         yield Scenario(
             "4_rate_limit",
             f"Scenario 4: full load of a fresh, smaller world under {args.rps_limit:g}"
             f" requests/s ({args.rl_agents} agents x {args.versions} versions,"
             f" {args.latency_ms:g} ms; --rl-agents to change)",
-            [("naive", n), ("ours", o)],
+            runs,
             figures,
-            [
-                f"429 share: naive {fmt(figures['naive_429_share_pct'], '%')},"
-                f" ours {fmt(figures['ours_429_share_pct'], '%')};"
-                f" failed runs: {figures['failed_runs']}"
-            ],
+            [f"429 share: {shares}; failed runs: {figures['failed_runs']}"],
             crash_if_failed=False,
         )
 
     def memory(self) -> Iterator[Scenario]:
         runs: list[tuple[str, Run]] = []
-        for agents in self.args.mem_agents:
-            with sandbox(agents, self.args, self.args.mem_latency_ms) as server:
-                lane = Lane("ours", self.root / f"mem-{agents}")
-                run = run_pipeline(lane, server, self.args, self.workers_env, with_rss=True)
-                runs.append((f"ours {agents}", run))
-        (_, at_small), (_, at_large) = runs
+        figures: dict[str, Any] = {}
         small, large = self.args.mem_agents
-        figures = {
-            "memory_ratio": ratio(at_large.peak_mib, at_small.peak_mib, *(at_small, at_large))
-        }
+        for name in OURS:
+            peaks = []
+            for agents in (small, large):
+                with sandbox(agents, self.args, self.args.mem_latency_ms) as server:
+                    run = self.run(Lane(name, self.root / f"mem-{name}-{agents}"), server)
+                runs.append((f"{name} {agents}", run))
+                peaks.append(run)
+            figures[name] = {"memory_ratio": ratio(peaks[1].peak_mib, peaks[0].peak_mib, *peaks)}
         yield Scenario(
             "5_memory",
             f"Scenario 5: ours' full load, peak RSS ({self.args.versions} versions per agent,"
             f" {self.args.mem_latency_ms:g} ms)",
             runs,
             figures,
-            [f"memory ratio {large}/{small}: {fmt(figures['memory_ratio'])}"],
+            [
+                f"{name}: memory ratio {large}/{small}: {fmt(figures[name]['memory_ratio'])}"
+                for name in OURS
+            ],
         )
 
 
@@ -428,48 +512,69 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     def within(value: float | None, low: float = float("-inf"), high: float = float("inf")) -> bool:
         return value is not None and low <= value <= high
 
-    def rerun(f: dict[str, Any]) -> tuple[bool, str]:
-        pct, speed = f["ours_requests_pct_of_full"], f["naive_over_ours_time"]
-        passed = within(pct, high=15) and within(speed, low=20)
-        return passed, f"{fmt(pct, '%')} of requests, {fmt(speed)}"
+    def at_least(lane: str, name: str, low: float) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+        return lambda f: (within(f[lane][name], low=low), fmt(f[lane][name]))
 
-    def rate_limit(f: dict[str, Any]) -> tuple[bool, str]:
-        share, failed = f["ours_429_share_pct"], f["failed_runs"]["ours"]
-        passed = failed == 0 and share is not None and share < 5
-        return passed, f"ours: {failed} failed, {fmt(share, '%')} 429s"
+    def at_most(lane: str, name: str, high: float) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+        return lambda f: (within(f[lane][name], high=high), fmt(f[lane][name]))
 
-    speed, memory = "naive_over_ours_time", "memory_ratio"
-    bound, phase = "ours_over_bound", "ours_request_phase_over_bound"
-    return [
-        check(
-            "full load >= 10x faster than naive",
-            "1_full_load",
-            lambda f: (within(f[speed], low=10), fmt(f[speed])),
-        ),
-        check(
-            "full load within 1.5x of requests x latency / workers (whole run)",
-            "1_full_load",
-            lambda f: (within(f[bound], high=1.5), fmt(f[bound])),
-        ),
-        check(
-            "full load within 1.5x of requests x latency / workers (request phase)",
-            "1_full_load",
-            lambda f: (within(f[phase], high=1.5), fmt(f[phase])),
-        ),
-        check(
-            "unchanged re-run <= 15% of requests, >= 20x faster than naive",
-            "2_rerun_unchanged",
-            rerun,
-        ),
-        check(
-            "under the rps limit: no failed run, 429s < 5% of requests", "4_rate_limit", rate_limit
-        ),
-        check(
-            "peak memory at large <= 1.3x that at small",
-            "5_memory",
-            lambda f: (within(f[memory], high=1.3), fmt(f[memory])),
-        ),
-    ]
+    def rerun_requests(lane: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+        return lambda f: (
+            within(f[lane]["requests_pct_of_full"], high=15),
+            fmt(f[lane]["requests_pct_of_full"], "%"),
+        )
+
+    def rate_limit(lane: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+        def measure(f: dict[str, Any]) -> tuple[bool, str]:
+            share, failed = f[f"{lane}_429_share_pct"], f["failed_runs"][lane]
+            return failed == 0 and within(share, high=5), f"{failed} failed, {fmt(share, '%')} 429s"
+
+        return measure
+
+    full, unchanged = "1_full_load", "2_rerun_unchanged"
+    verdicts = []
+    for lane in OURS:
+        verdicts += [
+            check(
+                f"{lane}: full load >= 10x faster than naive",
+                full,
+                at_least(lane, "naive_over_ours_time", 10),
+            ),
+            check(
+                f"{lane}: full load within 2x of its floor", full, at_most(lane, "over_floor", 2)
+            ),
+            check(
+                f"{lane}: full load's request phase within 1.5x of requests x latency / workers",
+                full,
+                at_most(lane, "request_phase_over_bound", 1.5),
+            ),
+            check(
+                f"{lane}: unchanged re-run >= 20x faster than naive",
+                unchanged,
+                at_least(lane, "naive_over_ours_time", 20),
+            ),
+            check(
+                f"{lane}: unchanged re-run within 2x of its floor",
+                unchanged,
+                at_most(lane, "over_floor", 2),
+            ),
+            check(
+                f"{lane}: unchanged re-run <= 15% of its full load's requests",
+                unchanged,
+                rerun_requests(lane),
+            ),
+            check(
+                f"{lane}: under the rps limit, no failed run and 429s < 5% of requests",
+                "4_rate_limit",
+                rate_limit(lane),
+            ),
+            check(
+                f"{lane}: peak memory at large <= 1.3x that at small",
+                "5_memory",
+                at_most(lane, "memory_ratio", 1.3),
+            ),
+        ]
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,6 +591,15 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help=f"ours' extract pool ({WORKERS_ENV}); None: what the repo config gives",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("in_process", "multiprocess"),
+        default=None,
+        help="the Dagster lane's CHAT_AGENTS_EXECUTOR; None: the code location's default",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="scenario 2: runs of each of ours, median taken"
     )
     p.add_argument(
         "--new-share", type=float, default=0.02, help="scenario 3: new agents, share of agents"
@@ -527,16 +641,20 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--workdir {args.workdir} is not empty")
     chosen = {int(s) for s in args.scenarios.split(",") if s.strip()}
     workers = args.workers or configured_workers()
-    workers_env = {WORKERS_ENV: str(args.workers)} if args.workers else {}
+    ours_env = {WORKERS_ENV: str(args.workers)} if args.workers else {}
+    if args.executor:
+        ours_env["CHAT_AGENTS_EXECUTOR"] = args.executor
     results: dict[str, Any] = {"settings": vars(args) | {"workers_in_effect": workers}}
     crashed = False
 
     with tempfile.TemporaryDirectory(prefix="chat-agents-bench-") as tmp:
         root = args.workdir or Path(tmp)
-        bench = Bench(args, root, workers, workers_env)
+        bench = Bench(args, root, workers, ours_env)
+        for name in OURS:
+            print(f"Ours, {name}: {' '.join(COMMANDS[name][1:])}")
         print(
-            f"Ours: {' '.join(OURS_CMD[1:])}, {workers} extract workers"
-            f" ({'--workers' if args.workers else 'repo config'}); work dir {root}"
+            f"{workers} extract workers ({'--workers' if args.workers else 'repo config'}),"
+            f" executor {args.executor or 'the code location default'}; work dir {root}"
         )
         scenarios = itertools.chain(
             bench.loads(chosen) if chosen & {1, 2, 3} else (),
@@ -552,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = targets(results)
     print("\nTARGETS")
     for target in results["targets"]:
-        print(f"  {target['verdict']:<5} {target['target']:<64} {target['measured']}")
+        print(f"  {target['verdict']:<5} {target['target']:<82} {target['measured']}")
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"\nFigures written to {args.json_out}")

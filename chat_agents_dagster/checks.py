@@ -65,6 +65,23 @@ class Sql:
         return self.count(sql), self.rows(f"{sql} LIMIT {SAMPLE}")
 
 
+class History:
+    """Each table's two latest materializations (this run's, and the one before), read from the
+    instance once per check step however many checks compare with them."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self._latest: dict[str, list[dg.AssetMaterialization | None]] = {}
+
+    def latest(self, table: str) -> list[dg.AssetMaterialization | None]:
+        if table not in self._latest:
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=table_asset_key(table)), limit=2
+            ).records
+            self._latest[table] = [record.asset_materialization for record in records]
+        return self._latest[table]
+
+
 def _result(
     table: str,
     check: str,
@@ -127,7 +144,7 @@ def _missing(sql: Sql, left: str, left_cols: list[str], right: str, right_cols: 
     )
 
 
-def check_primary_key(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.AssetCheckResult:
+def check_primary_key(sql: Sql, _: History, table: TableSpec) -> dg.AssetCheckResult:
     if absent := _absent(sql, table.name, "primary_key"):
         return absent
     keys = ", ".join(sql.cols(table.primary_key, "t"))
@@ -151,7 +168,7 @@ def check_primary_key(sql: Sql, _: dg.DagsterInstance, table: TableSpec) -> dg.A
 
 
 def check_reference(
-    sql: Sql, _: dg.DagsterInstance, table: TableSpec, reference: Reference
+    sql: Sql, _: History, table: TableSpec, reference: Reference
 ) -> dg.AssetCheckResult:
     if absent := _absent(sql, table.name, f"references_{reference.table}", reference.table):
         return absent
@@ -165,20 +182,15 @@ def check_reference(
     return _result(table.name, f"references_{reference.table}", sql.offending(query), ERROR)
 
 
-def _gone_mid_run(instance: dg.DagsterInstance, table: str) -> set[str]:
+def _gone_mid_run(history: History, table: str) -> set[str]:
     """Agents whose requests for `table` answered 404 in the run that last loaded it."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=table_asset_key(table)), limit=1
-    ).records
-    materialization = records[0].asset_materialization if records else None
+    materialization = next(iter(history.latest(table)), None)
     value = materialization.metadata.get("agents_gone_mid_run") if materialization else None
     data = value.value if isinstance(value, dg.JsonMetadataValue) else None
     return {str(agent_id) for agent_id in data} if isinstance(data, list) else set()
 
 
-def check_one_row_per(
-    sql: Sql, instance: dg.DagsterInstance, table: TableSpec
-) -> dg.AssetCheckResult:
+def check_one_row_per(sql: Sql, history: History, table: TableSpec) -> dg.AssetCheckResult:
     """The table covers its set exactly: nothing missing, nothing extra. A missing row is an
     ERROR unless its agent answered 404 in the run that loaded the table (deleted mid-run: the
     next run marks it deleted); extra rows, and explained holes, are a WARN."""
@@ -195,7 +207,7 @@ def check_one_row_per(
     name = sql.live(table.name)
     missing = sql.rows(_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
     extra = sql.offending(_missing(sql, name, sql.cols(own, "l"), expected, sql.cols(keys, "r")))
-    gone = _gone_mid_run(instance, table.name)
+    gone = _gone_mid_run(history, table.name)
     unexplained = [row for row in missing if str(row[0]) not in gone]
     return _result(
         table.name,
@@ -210,20 +222,16 @@ def check_one_row_per(
     )
 
 
-def check_not_emptied(
-    sql: Sql, instance: dg.DagsterInstance, table: TableSpec
-) -> dg.AssetCheckResult:
+def check_not_emptied(sql: Sql, history: History, table: TableSpec) -> dg.AssetCheckResult:
     """ERROR if no live row is left although this run's API answers had rows for the table
     (`api_rows`); WARN if no live row is left but the materialization before had some."""
     if absent := _absent(sql, table.name, "not_emptied"):
         return absent
     rows = sql.count(f"SELECT * FROM {sql.live(table.name)} t")
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=table_asset_key(table.name)), limit=2
-    ).records
     figures = []
-    for record, field in zip(records, ("api_rows", "live_rows"), strict=False):
-        materialization = record.asset_materialization
+    for materialization, field in zip(
+        history.latest(table.name), ("api_rows", "live_rows"), strict=False
+    ):
         value = materialization.metadata.get(field) if materialization else None
         figures.append(int(value.value or 0) if isinstance(value, dg.IntMetadataValue) else 0)
     reported, before = [*figures, 0, 0][:2]
@@ -239,13 +247,11 @@ def check_not_emptied(
     )
 
 
-def check_schema_change(
-    _: Sql, instance: dg.DagsterInstance, table: TableSpec
-) -> dg.AssetCheckResult:
-    return check_column_schema_change(instance, table.name)
+def check_schema_change(_: Sql, history: History, table: TableSpec) -> dg.AssetCheckResult:
+    return check_column_schema_change(history.latest(table.name), table.name)
 
 
-CheckFn = Callable[[Sql, dg.DagsterInstance], dg.AssetCheckResult]
+CheckFn = Callable[[Sql, History], dg.AssetCheckResult]
 
 
 def _check(
@@ -317,7 +323,7 @@ def chat_agents_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.As
     writes while they read; subsettable like the assets."""
     pipeline = make_pipeline()
     with one_run_at_a_time(pipeline), pipeline.sql_client() as client:
-        sql = Sql(client)
+        sql, history = Sql(client), History(context.instance)
         for spec, run in CHECKS:
             if spec.key in context.selected_asset_check_keys:
-                yield run(sql, context.instance)
+                yield run(sql, history)

@@ -3,12 +3,14 @@
 Loading needs no API key and makes no request: the key is read when a run starts.
 """
 
+import gc
+
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from chat_agents_dagster.assets import build_chat_agents_assets
 from chat_agents_dagster.checks import chat_agents_checks
-from chat_agents_dagster.deployment import DeploymentSettings
+from chat_agents_dagster.deployment import IN_PROCESS, DeploymentSettings
 from chat_agents_dagster.schedules import build_nightly_schedule, chat_agents_job
 from chat_agents_dagster.sensors import build_freshness_sensor
 from chat_agents_dagster.settings import TABLES
@@ -34,7 +36,18 @@ def build_definitions(settings: DeploymentSettings) -> dg.Definitions:
             )
         ],
         resources={"dlt": DagsterDltResource()},
+        # The default of every job of the location, the asset jobs the UI builds included.
+        executor=(
+            dg.in_process_executor if settings.executor == IN_PROCESS else dg.multiprocess_executor
+        ),
     )
 
 
 defs = build_definitions(DeploymentSettings.from_env())
+
+# What the location has imported and built lives as long as the process (a code server, or a run
+# worker that loads the location once and runs once). Moved out of the cyclic collector's view, it
+# is no longer walked by every full collection during a run, nor by the interpreter's at exit.
+# Reference counting still frees what is dropped; only a frozen cycle would stay, and the modules
+# and definitions are not garbage while the process lives.
+gc.freeze()

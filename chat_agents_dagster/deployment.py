@@ -15,6 +15,11 @@ TIMEZONE = "CHAT_AGENTS_TIMEZONE"
 NIGHTLY_ENABLED = "CHAT_AGENTS_NIGHTLY_ENABLED"
 FRESHNESS_HOURS = "CHAT_AGENTS_FRESHNESS_HOURS"
 FRESHNESS_SENSOR_ENABLED = "CHAT_AGENTS_FRESHNESS_SENSOR_ENABLED"
+EXECUTOR = "CHAT_AGENTS_EXECUTOR"
+
+# A run is one op that loads and one that checks, one after the other: a process per step buys
+# no parallelism and costs a Python start and an import of dagster, dlt and this package each.
+IN_PROCESS, MULTIPROCESS = "in_process", "multiprocess"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -40,6 +45,7 @@ class DeploymentSettings:
     nightly_enabled: bool = True
     freshness_window: timedelta = timedelta(hours=26)
     freshness_sensor_enabled: bool = True
+    executor: str = IN_PROCESS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "DeploymentSettings":
@@ -62,6 +68,12 @@ class DeploymentSettings:
                 raise DeploymentSettingError(
                     f"{FRESHNESS_HOURS}={hours_text!r}: give a positive number of hours."
                 )
+        executor = (env.get(EXECUTOR) or defaults.executor).strip().lower()
+        if executor not in (IN_PROCESS, MULTIPROCESS):
+            raise DeploymentSettingError(
+                f"{EXECUTOR}={executor!r}: use {IN_PROCESS} (one process per run, the default)"
+                f" or {MULTIPROCESS} (one process per step)."
+            )
         return cls(
             nightly_cron=env.get(NIGHTLY_CRON) or defaults.nightly_cron,
             timezone=timezone,
@@ -70,4 +82,5 @@ class DeploymentSettings:
             freshness_sensor_enabled=_flag(
                 env, FRESHNESS_SENSOR_ENABLED, defaults.freshness_sensor_enabled
             ),
+            executor=executor,
         )

@@ -11,7 +11,7 @@ tables, would pass it. This check also compares the schemas dagster-dlt reports 
 table (metadata named after the nested table).
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -57,14 +57,13 @@ def _held_rows(metadata: Mapping[str, Any]) -> bool:
     return not isinstance(value, dg.IntMetadataValue) or bool(value.value)
 
 
-def check_column_schema_change(instance: dg.DagsterInstance, table: str) -> dg.AssetCheckResult:
+def check_column_schema_change(
+    materializations: Sequence[dg.AssetMaterialization | None], table: str
+) -> dg.AssetCheckResult:
     """Passes unless the latest materialization's columns (nested tables included) differ from
-    the one before. The first materialization has nothing to compare with and passes, and so
-    does the first with rows after ones of an empty table (only its declared columns)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=table_asset_key(table)), limit=2
-    ).records
-    materializations = [record.asset_materialization for record in records]
+    the one before (`materializations`: the latest first). The first materialization has nothing
+    to compare with and passes, and so does the first with rows after ones of an empty table
+    (only its declared columns)."""
     schemas = [table_schemas(table, m.metadata) if m else {} for m in materializations]
     before = materializations[1] if len(materializations) > 1 else None
     if (

@@ -2,8 +2,9 @@
 a webserver and a daemon, runs launched through GraphQL and so through the run queue.
 
 Proves that the code location loads, that one run materializes the five tables with the lineage
-the UI draws and passes every asset check, that `dagster dev` reads the repository's dagster.yaml
-with DAGSTER_HOME unset, and that the `chat_agents_pipeline` pool keeps two runs from overlapping.
+the UI draws and passes every asset check, in one process, that `dagster dev` reads the
+repository's dagster.yaml with DAGSTER_HOME unset, and that the `chat_agents_pipeline` pool keeps
+two runs from overlapping.
 The last two need a real webserver and daemon: in-process execution reads no dagster.yaml pool
 settings and bypasses the run queue.
 """
@@ -37,6 +38,8 @@ AGENTS = 40
 STARTUP_TIMEOUT = 120.0
 RUN_TIMEOUT = 120.0
 SHUTDOWN_TIMEOUT = 30.0
+# A re-run makes about five rounds of requests, one after another (listing pages, then aliases).
+SLOW_API_S = 1.2
 
 API = "mistral/agents_api"
 # The lineage the UI must draw, written out rather than derived from settings.py so that a change
@@ -193,6 +196,18 @@ def run_errors(dev: DagsterDev, run_id: str) -> str:
     return "\n".join(lines) or json.dumps(logs)[:4000]
 
 
+def assert_ran_in_one_process(dev: DagsterDev, run_id: str) -> None:
+    """The location's in-process executor: the run worker runs both steps itself, starting no
+    process per step (the multiprocess executor reports a step worker starting for each)."""
+    events = dev.graphql(LOGS_QUERY, {"runId": run_id})["logsForRun"]["events"]
+    kinds = {event["__typename"] for event in events}
+    assert "StepWorkerStartingEvent" not in kinds and "StepWorkerStartedEvent" not in kinds
+    engine = [
+        event.get("message") or "" for event in events if event["__typename"] == "EngineEvent"
+    ]
+    assert any(message.startswith("Executing steps in process") for message in engine), engine
+
+
 def wait_for_runs(dev: DagsterDev, run_ids: list[str], timeout: float) -> list[dict[str, Any]]:
     """Wait for every run to end, then require that each succeeded."""
     deadline = time.monotonic() + timeout
@@ -302,8 +317,12 @@ def test_dagster_dev_runs_the_job_with_lineage_checks_and_pool(
         print(f"[dagster dev] first run, submit to SUCCESS: {time.monotonic() - clock:.1f} s")
         assert sandbox.stats.total() > 0, "the run did not call the sandbox"
         assert_assets_materialized_and_checked(dev, first)
+        assert_ran_in_one_process(dev, first)
 
-        # Two runs submitted back to back: both queue at once, the pool lets one through.
+        # Two runs submitted back to back: both queue at once, the pool lets one through. The
+        # daemon looks at the queue every few seconds; a slow API makes the first run outlast one
+        # of its looks, so that the second is seen waiting on the pool, not merely not yet seen.
+        sandbox.config.latency_s = SLOW_API_S
         clock = time.monotonic()
         pair = [submit(), submit()]
         runs = wait_for_runs(dev, pair, 2 * RUN_TIMEOUT)

@@ -1,14 +1,18 @@
 """The job run in-process against the sandbox: what each materialization reports, repeated runs
-in one process, and a table that loads nothing."""
+in one process, a table that loads nothing, and how often a run reads dlt's state."""
 
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
+import dlt
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
-from chat_agents_dagster.settings import TABLES_BY_NAME
+from chat_agents_dagster.settings import PIPELINE_NAME, TABLES_BY_NAME
+from chat_agents_dagster.source.__main__ import main as chat_agents_load
 from chat_agents_dagster_tests.dagster_helpers import (
+    FULL_REFRESH,
     check_results,
     definitions,
     materializations,
@@ -105,3 +109,37 @@ def test_the_run_log_shows_dlt_progress_for_each_step(
     extract = next(m for m in progress if m.strip("- \n").lower().startswith("extract"))
     # dlt's counters name the tables as rows come in.
     assert "agents" in extract
+
+
+@pytest.mark.parametrize("runner", ["dagster", "chat-agents-load"])
+def test_each_run_reads_dlt_state_from_the_warehouse_once(
+    runner: str, world_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlt restores its state (and the schemas) from the warehouse when a run starts; a run that
+    did so twice would pay for the round trips twice and could act on two different states."""
+    reads: list[str] = []
+    restore = dlt.Pipeline._restore_state_from_destination
+
+    def counted(pipeline: dlt.Pipeline) -> Any:
+        reads.append(pipeline.pipeline_name)
+        return restore(pipeline)
+
+    monkeypatch.setattr(dlt.Pipeline, "_restore_state_from_destination", counted)
+    defs, instance = definitions(), dg.DagsterInstance.ephemeral()
+
+    def one_run(full_refresh: bool = False) -> None:
+        if runner == "dagster":
+            assert run_job(
+                defs, instance, run_config=FULL_REFRESH if full_refresh else None
+            ).success
+        else:
+            assert chat_agents_load(["--full-refresh"] if full_refresh else []) == 0
+
+    reads_per_run = []
+    for full_refresh in (False, False, True):  # empty warehouse, a night later, a full refresh
+        reads.clear()
+        one_run(full_refresh)
+        reads_per_run.append(list(reads))
+        world_server.world.create_agent(name="Between runs", model="mistral-small-latest")
+
+    assert reads_per_run == [[PIPELINE_NAME]] * 3

@@ -32,6 +32,9 @@ def test_the_code_location_loads_with_no_key_and_no_network(isolated: Path) -> N
         NO_NETWORK
         + "from chat_agents_dagster.definitions import defs\n"
         + "defs.resolve_job_def('chat_agents_job'); defs.resolve_asset_graph()\n"
+        # What the location built at load is out of the cyclic collector's view (frozen).
+        + "import gc; assert gc.get_freeze_count() > 0\n"
+        + "assert not any(o is defs for o in gc.get_objects()), 'defs is not frozen'\n"
     )
     env = {k: v for k, v in os.environ.items() if "API_KEY" not in k}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -113,8 +116,23 @@ def test_the_dlt_op_is_in_the_pipeline_pool_so_runs_never_overlap() -> None:
 
 
 @pytest.mark.parametrize(
+    ("environment", "executor"),
+    [({}, "in_process"), ({"CHAT_AGENTS_EXECUTOR": "multiprocess"}, "multiprocess")],
+)
+def test_every_job_runs_in_one_process_unless_the_deployment_asks_for_one_per_step(
+    environment: dict[str, str], executor: str
+) -> None:
+    """The job, and the asset job the UI builds for "Materialize", take the location's executor."""
+    repository = build_definitions(DeploymentSettings.from_env(environment)).get_repository_def()
+    jobs = {job.name: job.executor_def.name for job in repository.get_all_jobs()}
+    assert "chat_agents_job" in jobs and len(jobs) > 1
+    assert jobs == dict.fromkeys(jobs, executor)
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
+        ("CHAT_AGENTS_EXECUTOR", "threads", "use in_process"),
         ("CHAT_AGENTS_TIMEZONE", "Mars/Olympus", "is not an IANA time zone"),
         ("CHAT_AGENTS_FRESHNESS_HOURS", "-3", "give a positive number of hours"),
         ("CHAT_AGENTS_FRESHNESS_HOURS", "soon", "give a positive number of hours"),

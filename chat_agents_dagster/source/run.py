@@ -131,8 +131,7 @@ def run_load(
             marked = mark_deleted(pipeline, load_info.loads_ids[-1], set(selected))
             if marked:
                 log.info("Marked %d agents deleted, with what they own", marked)
-        rows = table_row_counts(pipeline, selected, live_only=False)
-        live_rows = table_row_counts(pipeline, selected)
+        counts = table_row_counts(pipeline, selected)
     report = stats.as_dict()
     log.info(
         "Run: %d requests (%s), %d retried, %d rate limited; agents %s",
@@ -142,4 +141,6 @@ def run_load(
         report["rate_limited"],
         ", ".join(f"{n} {k}" for k, n in report["agents"].items()),
     )
+    rows = {table: every for table, (every, _) in counts.items()}
+    live_rows = {table: live for table, (_, live) in counts.items()}
     return LoadReport(result, selected, full_refresh, stats, rows, live_rows)
