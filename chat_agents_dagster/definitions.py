@@ -8,17 +8,17 @@ import gc
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from chat_agents_dagster.assets import build_chat_agents_assets
-from chat_agents_dagster.checks import chat_agents_checks
-from chat_agents_dagster.deployment import IN_PROCESS, DeploymentSettings
-from chat_agents_dagster.schedules import build_nightly_schedule, chat_agents_job
-from chat_agents_dagster.sensors import build_freshness_sensor
-from chat_agents_dagster.settings import TABLES
-from chat_agents_dagster.translator import (
+from chat_agents_dagster.defs.assets import build_chat_agents_assets
+from chat_agents_dagster.defs.checks import chat_agents_checks
+from chat_agents_dagster.defs.deployment import IN_PROCESS, DeploymentSettings
+from chat_agents_dagster.defs.schedules import build_nightly_schedule, chat_agents_job
+from chat_agents_dagster.defs.sensors import build_freshness_sensor
+from chat_agents_dagster.defs.translator import (
     MISTRAL_AGENTS_API,
     ChatAgentsTranslator,
     table_asset_key,
 )
+from chat_agents_dagster.tables import TABLES
 
 
 def build_definitions(settings: DeploymentSettings) -> dg.Definitions:

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from chat_agents_dagster.definitions import build_definitions
-from chat_agents_dagster.deployment import DeploymentSettings
+from chat_agents_dagster.defs.deployment import DeploymentSettings
 
 CHECKS_ONLY = dg.define_asset_job("checks_only", selection=dg.AssetSelection.all_asset_checks())
 

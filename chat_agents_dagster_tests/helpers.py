@@ -10,8 +10,8 @@ from typing import Any
 import dlt
 
 from chat_agents_dagster.sandbox import SandboxServer
-from chat_agents_dagster.settings import AGENTS_PAGE_SIZE
 from chat_agents_dagster.source import RunStats, make_pipeline, run_load
+from chat_agents_dagster.source.configuration import AGENTS_PAGE_SIZE
 
 API_KEY = "sk-test-0123456789abcdef-recognisable"
 REPO = Path(__file__).resolve().parents[1]
@@ -94,3 +94,14 @@ def error_chain(error: BaseException) -> list[BaseException]:
         seen.append(current)
         pending += [current.__cause__, current.__context__, getattr(current, "exception", None)]
     return seen
+
+
+def telemetry_logs(directory: Path) -> list[Path]:
+    """The telemetry lines Dagster and dg keep under an instance or user directory until they
+    upload them (`logs/`, `.logs_queue/`)."""
+    return sorted(
+        path
+        for folder in ("logs", ".logs_queue")
+        for path in (directory / folder).glob("*")
+        if path.is_file()
+    )

@@ -8,7 +8,7 @@ import duckdb
 from dlt.common.schema.utils import has_table_seen_data
 
 from chat_agents_dagster.sandbox import World
-from chat_agents_dagster.settings import DATASET_NAME, TABLES
+from chat_agents_dagster.tables import DATASET_NAME, TABLES
 from chat_agents_dagster_tests.helpers import query
 
 # The four tables whose rows are whole agents (and so have nested `__tools` and `__versions`).
@@ -20,7 +20,7 @@ AGENT_ROW_TABLES = {
 }
 
 
-def live(pipeline: dlt.Pipeline, table: str, *columns: str) -> set[tuple[Any, ...]]:
+def current_rows(pipeline: dlt.Pipeline, table: str, *columns: str) -> set[tuple[Any, ...]]:
     sql = f"SELECT {', '.join(columns)} FROM {{dataset}}.{table} WHERE deleted_at IS NULL"
     return set(query(pipeline, sql))
 
@@ -35,7 +35,7 @@ def live_tool_counts(pipeline: dlt.Pipeline, table: str) -> dict[tuple[Any, ...]
     keys = AGENT_ROW_TABLES[table]
     nested = pipeline.default_schema.tables.get(f"{table}__tools")
     if nested is None or not has_table_seen_data(nested):  # no agent has a tool
-        return {key: 0 for key in live(pipeline, table, *keys)}
+        return {key: 0 for key in current_rows(pipeline, table, *keys)}
     columns = ", ".join(f"t.{key}" for key in keys)
     rows = query(
         pipeline,
@@ -53,17 +53,17 @@ def assert_equals_truth(pipeline: dlt.Pipeline, world: World) -> None:
     agents = world.agents()
     snapshots = {(a["id"], v["version"]): v for a in agents for v in world.versions(a["id"])}
     by_id = {(a["id"],): a for a in agents}
-    assert live(pipeline, "agents", "id", "name", "version") == {
+    assert current_rows(pipeline, "agents", "id", "name", "version") == {
         (a["id"], a["name"], a["version"]) for a in agents
     }
-    assert live(pipeline, "agent_detail", "id", "name", "version") == {
+    assert current_rows(pipeline, "agent_detail", "id", "name", "version") == {
         (a["id"], a["name"], a["version"]) for a in agents
     }
     for table in ("agent_versions", "agent_version_detail"):
-        assert live(pipeline, table, "agent_id", "version", "name") == {
+        assert current_rows(pipeline, table, "agent_id", "version", "name") == {
             (*key, snapshot["name"]) for key, snapshot in snapshots.items()
         }, table
-    assert live(pipeline, "agent_aliases", "agent_id", "alias", "version") == {
+    assert current_rows(pipeline, "agent_aliases", "agent_id", "alias", "version") == {
         (a["id"], x["alias"], x["version"]) for a in agents for x in world.aliases(a["id"])
     }
     expected_tools = {

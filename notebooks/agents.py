@@ -16,8 +16,7 @@ with app.setup:
     import pandas as pd
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-    from chat_agents_dagster.settings import DEFAULT_DUCKDB_FILE
-    from chat_agents_dagster.source import make_pipeline
+    from chat_agents_dagster.source import DEFAULT_DUCKDB_FILE, make_pipeline
 
     # Oldest-to-newest version spans up to these lengths are charted per hour, then per day;
     # longer ones per week (weeks start on Monday).

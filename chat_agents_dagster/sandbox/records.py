@@ -70,7 +70,7 @@ class AgentRecord:
     def key(self) -> tuple[str, str]:
         return (self.created_at, self.agent_id)
 
-    def live(self) -> JSON:
+    def as_served(self) -> JSON:
         """The agent as GET /agents/{id} shows it: the active snapshot, current bookkeeping."""
         versions = [s["version"] for s in self.snapshots]
         return self.snapshots[self.active] | {"versions": versions, "updated_at": self.updated_at}

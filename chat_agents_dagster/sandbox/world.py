@@ -100,12 +100,12 @@ class World:
     def agents(self) -> list[JSON]:
         """Every live agent, ordered by created_at then id (the listing order)."""
         with self._lock:
-            return _copy([self._records[agent_id].live() for _, agent_id in self._order])
+            return _copy([self._records[agent_id].as_served() for _, agent_id in self._order])
 
     def agent(self, agent_id: str, copy: bool = True) -> JSON | None:
         with self._lock:
             record = self._records.get(agent_id)
-            return None if record is None else _maybe_copy(record.live(), copy)
+            return None if record is None else _maybe_copy(record.as_served(), copy)
 
     def versions(self, agent_id: str) -> list[JSON]:
         """All snapshots by ascending version; raises NotFoundError for an unknown agent."""
@@ -149,7 +149,7 @@ class World:
                 start = 0 if key is None else bisect.bisect_right(self._order, key)
                 keys = self._order[start : start + limit]
                 more = start + limit < len(self._order)
-            return _maybe_copy([self._records[k[1]].live() for k in keys], copy), more
+            return _maybe_copy([self._records[k[1]].as_served() for k in keys], copy), more
 
     def agents_slice(
         self, offset: int, limit: int, newest_first: bool = False, copy: bool = True
@@ -158,7 +158,7 @@ class World:
         with self._lock:
             order = self._order[::-1] if newest_first else self._order
             keys = order[offset : offset + limit]
-            return _maybe_copy([self._records[k[1]].live() for k in keys], copy)
+            return _maybe_copy([self._records[k[1]].as_served() for k in keys], copy)
 
     def versions_slice(
         self,
@@ -200,7 +200,7 @@ class World:
             )
             record = AgentRecord(agent_id, stamp, stamp, [snapshot])
             self._insert(record)
-            return _copy(record.live())
+            return _copy(record.as_served())
 
     def update_agent(self, agent_id: str, **fields: Any) -> JSON:
         """A new version: the active snapshot with `fields` changed, made active."""
@@ -222,7 +222,7 @@ class World:
             record.snapshots.append(snapshot)
             record.active = number
             record.updated_at = stamp
-            return _copy(record.live())
+            return _copy(record.as_served())
 
     def delete_agent(self, agent_id: str) -> None:
         with self._lock:
@@ -237,7 +237,7 @@ class World:
             if agent_id not in self._deleted:
                 raise NotFoundError(f"Agent {agent_id} was not deleted")
             self._insert(self._deleted.pop(agent_id))
-            return _copy(self._records[agent_id].live())
+            return _copy(self._records[agent_id].as_served())
 
     def switch_version(self, agent_id: str, version: int, touch: bool = False) -> JSON:
         """Makes `version` the active one. Whether that moves the agent's `updated_at` is not
@@ -250,7 +250,7 @@ class World:
             stamp = self._now()
             if touch:
                 record.updated_at = stamp
-            return _copy(record.live())
+            return _copy(record.as_served())
 
     def set_alias(self, agent_id: str, alias: str, version: int, touch: bool = False) -> JSON:
         """Create or re-point an alias; the agent's `updated_at` moves only with `touch`."""

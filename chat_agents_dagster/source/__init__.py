@@ -7,8 +7,12 @@ rule, TID251, holds it to that).
 from chat_agents_dagster.source.api import ApiAuthError, ApiNotFoundError
 from chat_agents_dagster.source.configuration import ChatAgentsConfigError
 from chat_agents_dagster.source.lock import one_run_at_a_time
-from chat_agents_dagster.source.pipeline import DuckDbOutOfMemoryError, make_pipeline
-from chat_agents_dagster.source.resources import chat_agents_source
+from chat_agents_dagster.source.pipeline import (
+    DEFAULT_DUCKDB_FILE,
+    DuckDbOutOfMemoryError,
+    make_pipeline,
+)
+from chat_agents_dagster.source.resources import chat_agents_source, source_for_definitions
 from chat_agents_dagster.source.run import (
     ALL_TABLES,
     FULL_REFRESH_VARIABLE,
@@ -19,6 +23,7 @@ from chat_agents_dagster.source.stats import RunStats
 
 __all__ = [
     "ALL_TABLES",
+    "DEFAULT_DUCKDB_FILE",
     "FULL_REFRESH_VARIABLE",
     "ApiAuthError",
     "ApiNotFoundError",
@@ -30,4 +35,5 @@ __all__ = [
     "make_pipeline",
     "one_run_at_a_time",
     "run_load",
+    "source_for_definitions",
 ]

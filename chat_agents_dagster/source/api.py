@@ -25,7 +25,7 @@ from requests.exceptions import ChunkedEncodingError, InvalidJSONError
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.utils import get_environ_proxies
 
-from chat_agents_dagster.settings import API_KEY_SETTINGS
+from chat_agents_dagster.source.configuration import API_KEY_SETTINGS
 from chat_agents_dagster.source.pacing import PacedAdapter, Pacer
 from chat_agents_dagster.source.paginators import CursorPaginator, ExactPagePaginator
 from chat_agents_dagster.source.stats import RunStats
@@ -33,12 +33,12 @@ from chat_agents_dagster.source.stats import RunStats
 logger = logging.getLogger(__name__)
 
 # Endpoint templates, the unit of request accounting.
-AGENTS_CURSOR = "GET /agents/pages"
-AGENTS_LEGACY = "GET /agents"
-AGENT = "GET /agents/{agent_id}"
-VERSIONS = "GET /agents/{agent_id}/versions"
-VERSION = "GET /agents/{agent_id}/versions/{version}"
-ALIASES = "GET /agents/{agent_id}/aliases"
+ENDPOINT_AGENTS_PAGES = "GET /agents/pages"
+ENDPOINT_AGENTS_LEGACY = "GET /agents"
+ENDPOINT_AGENT = "GET /agents/{agent_id}"
+ENDPOINT_VERSIONS = "GET /agents/{agent_id}/versions"
+ENDPOINT_VERSION = "GET /agents/{agent_id}/versions/{version}"
+ENDPOINT_ALIASES = "GET /agents/{agent_id}/aliases"
 
 
 class ApiAuthError(HTTPError):
@@ -211,18 +211,20 @@ class AgentsApi:
     def agent_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Every agent, a page at a time: the cursor listing, or the legacy page list where the
         server has no cursor listing (it answers 404 before any page was read)."""
-        cursor = CursorPaginator(AGENTS_CURSOR)
-        pages = self._pages(AGENTS_CURSOR, "agents/pages", {"page_size": page_size}, cursor, "data")
+        cursor = CursorPaginator(ENDPOINT_AGENTS_PAGES)
+        pages = self._pages(
+            ENDPOINT_AGENTS_PAGES, "agents/pages", {"page_size": page_size}, cursor, "data"
+        )
         try:
             first = next(pages, None)
         except ApiNotFoundError:
             logger.warning(
-                "%s answered 404; listing agents with the legacy GET /agents", AGENTS_CURSOR
+                "%s answered 404; listing agents with the legacy GET /agents", ENDPOINT_AGENTS_PAGES
             )
             self.listing_may_shift = True
             try:
                 yield from self._pages(
-                    AGENTS_LEGACY, "agents", {"page_size": page_size}, ExactPagePaginator()
+                    ENDPOINT_AGENTS_LEGACY, "agents", {"page_size": page_size}, ExactPagePaginator()
                 )
             except ApiNotFoundError as error:
                 raise ApiNotFoundError(
@@ -237,7 +239,7 @@ class AgentsApi:
             yield from pages
 
     def agent(self, agent_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(AGENT, f"agents/{agent_id}")
+        result: dict[str, Any] = self._get(ENDPOINT_AGENT, f"agents/{agent_id}")
         return result
 
     def versions(self, agent_id: str, expected: int, page_size: int) -> list[dict[str, Any]]:
@@ -247,14 +249,16 @@ class AgentsApi:
         path = f"agents/{agent_id}/versions"
         return [
             row
-            for page in self._pages(VERSIONS, path, {"page_size": page_size}, paginator)
+            for page in self._pages(ENDPOINT_VERSIONS, path, {"page_size": page_size}, paginator)
             for row in page
         ]
 
     def version(self, agent_id: str, version: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(VERSION, f"agents/{agent_id}/versions/{version}")
+        result: dict[str, Any] = self._get(
+            ENDPOINT_VERSION, f"agents/{agent_id}/versions/{version}"
+        )
         return result
 
     def aliases(self, agent_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get(ALIASES, f"agents/{agent_id}/aliases")
+        result: list[dict[str, Any]] = self._get(ENDPOINT_ALIASES, f"agents/{agent_id}/aliases")
         return result

@@ -10,11 +10,22 @@ import dlt
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 
-from chat_agents_dagster.settings import (
-    AGENTS_PAGE_SIZE_MAX,
-    API_KEY_SETTINGS,
-    VERSIONS_PAGE_SIZE_MAX,
+DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
+
+# The settings that can hold the API key, named in every error that is about the key.
+API_KEY_SETTINGS = (
+    "[sources.chat_agents_source] api_key in .dlt/secrets.toml",
+    "the environment variable SOURCES__CHAT_AGENTS_SOURCE__API_KEY",
+    "MISTRAL_API_KEY",
 )
+
+# Page-size bounds from Mistral's OpenAPI document. A version listing asks for the largest size, so
+# that it costs as few requests as the API permits. The agents listing asks for less: each page is
+# held while its agents' children are fetched, so larger pages cost memory for few requests saved
+# (benchmarks/README.md, "Performance log").
+AGENTS_PAGE_SIZE_MAX = 1000
+AGENTS_PAGE_SIZE = 100
+VERSIONS_PAGE_SIZE_MAX = 100
 
 
 class ChatAgentsConfigError(ValueError):

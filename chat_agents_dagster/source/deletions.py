@@ -12,7 +12,7 @@ A run that failed earlier loaded nothing and marks nothing.
 from dlt import Pipeline
 from dlt.common.schema.utils import has_table_seen_data
 
-from chat_agents_dagster.settings import TABLES_BY_NAME
+from chat_agents_dagster.tables import TABLES_BY_NAME
 
 AGENTS = "agents"
 

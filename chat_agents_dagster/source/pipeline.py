@@ -14,23 +14,21 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from chat_agents_dagster.settings import (
-    DATASET_NAME,
-    DEFAULT_DUCKDB_FILE,
-    PIPELINE_NAME,
-    TABLES_BY_NAME,
-)
 from chat_agents_dagster.source.configuration import destination_type
+from chat_agents_dagster.tables import DATASET_NAME, PIPELINE_NAME, TABLES_BY_NAME
 
 PROGRESS_PERIOD_S = 10.0
+# Never named like the dataset (chat_agents_data.duckdb): DuckDB then cannot tell the catalog
+# from the schema and the load fails.
+DEFAULT_DUCKDB_FILE = "chat_agents.duckdb"
 
 
 # DuckDB's settings for the connections dlt opens to the DuckDB file, under the user's own
 # `global_config` (DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG). DuckDB's default lets its
-# buffer pool keep what a load writes, up to 80% of the machine's memory, so a run's memory grew
-# with the warehouse: a 3,000-agent first load's load step added 91 MiB with DuckDB's defaults,
-# 48 MiB with these, in the same time (about 9 s). One thread: with two, 128 MB makes DuckDB spill
-# and the load take 60% longer. Below about 100 MB DuckDB's JSON reader runs out of memory.
+# buffer pool keep what a load writes, up to 80% of the machine's memory, so a run's memory would
+# grow with the warehouse. One thread: with two, this limit makes DuckDB spill and the load slow
+# down. Much lower, DuckDB's JSON reader runs out of memory. The measurements are in
+# benchmarks/README.md ("Performance log").
 DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "threads": 1}
 
 

@@ -22,7 +22,7 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from chat_agents_dagster.settings import TABLES
+from chat_agents_dagster.tables import TABLES
 
 # What identifies the state of an agent: its last change, its active version and its versions.
 Fingerprint = tuple[Any, ...]
@@ -100,7 +100,7 @@ class _Reader:
         except DatabaseUndefinedRelation:
             return []
 
-    def live(self, table: str, *columns: str) -> list[tuple[Any, ...]]:
+    def current(self, table: str, *columns: str) -> list[tuple[Any, ...]]:
         c = self.client.escape_column_name
         return self.rows(
             table, ", ".join(c(n) for n in columns), f"WHERE {c('deleted_at')} IS NULL"
@@ -124,7 +124,7 @@ def read_record(pipeline: dlt.Pipeline) -> WarehouseRecord:
             f" WHERE a.{c('deleted_at')} IS NULL",
         ):
             listed_versions.setdefault(agent_id, []).append(number)
-        for agent_id, updated_at, version in read.live("agents", "id", "updated_at", "version"):
+        for agent_id, updated_at, version in read.current("agents", "id", "updated_at", "version"):
             record.listing[agent_id] = fingerprint(
                 {
                     "updated_at": updated_at,
@@ -132,7 +132,7 @@ def read_record(pipeline: dlt.Pipeline) -> WarehouseRecord:
                     "versions": listed_versions.get(agent_id),
                 }
             )
-        for agent_id, updated_at, version, versions in read.live(
+        for agent_id, updated_at, version, versions in read.current(
             "agent_detail", "id", "updated_at", "version", "versions"
         ):
             record.detail[agent_id] = fingerprint(
@@ -142,9 +142,9 @@ def read_record(pipeline: dlt.Pipeline) -> WarehouseRecord:
             ("agent_versions", record.versions),
             ("agent_version_detail", record.version_detail),
         ):
-            for agent_id, number in read.live(name, "agent_id", "version"):
+            for agent_id, number in read.current(name, "agent_id", "version"):
                 loaded.setdefault(agent_id, set()).add(int(number))
-        for agent_id, alias, version, created_at, updated_at in read.live(
+        for agent_id, alias, version, created_at, updated_at in read.current(
             "agent_aliases", "agent_id", "alias", "version", "created_at", "updated_at"
         ):
             record.aliases.setdefault(agent_id, {})[alias] = (version, created_at, updated_at)

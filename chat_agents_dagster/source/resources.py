@@ -18,27 +18,27 @@ from typing import Any, TypeVar
 
 import dlt
 from dlt.common.typing import TSecretStrValue
-from dlt.extract import DltResource
+from dlt.extract import DltResource, DltSource
 
-from chat_agents_dagster.settings import (
+from chat_agents_dagster.source.api import AgentsApi, ApiNotFoundError
+from chat_agents_dagster.source.configuration import (
     AGENTS_PAGE_SIZE,
     DEFAULT_BASE_URL,
-    SOURCE_NAME,
-    TABLES_BY_NAME,
     VERSIONS_PAGE_SIZE_MAX,
+    SourceSettings,
+    resolve_key,
 )
-from chat_agents_dagster.source.api import AgentsApi, ApiNotFoundError
-from chat_agents_dagster.source.configuration import SourceSettings, resolve_key
 from chat_agents_dagster.source.pacing import Pacer
 from chat_agents_dagster.source.record import WarehouseRecord, fingerprint, read_record
 from chat_agents_dagster.source.rows import (
     agent_columns,
     agent_nested_hints,
     child_row,
-    live,
+    current_row,
     record_columns,
 )
 from chat_agents_dagster.source.stats import RunStats
+from chat_agents_dagster.tables import SOURCE_NAME, TABLES_BY_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def chat_agents_source(
                 listed.add(agent["id"])
                 stats.rows_from_api("agents", 1)
                 run.saw(agent)
-                yield live(agent)
+                yield current_row(agent)
         if run.api.listing_may_shift:
             # An agent deleted during an offset scan shifts the pages after it, and one live
             # agent is skipped: an agent the warehouse holds and the listing did not return is
@@ -225,7 +225,7 @@ def chat_agents_source(
                 listed.add(agent_id)
                 stats.rows_from_api("agents", 1)
                 run.saw(agent)
-                yield live(agent)
+                yield current_row(agent)
         run.listed = len(listed)
         if run.creates_tables():
             marker = dlt.mark.materialize_table_schema()
@@ -254,7 +254,7 @@ def chat_agents_source(
         if detail is None:
             return []
         stats.rows_from_api("agent_detail", 1)
-        return [live(detail)]
+        return [current_row(detail)]
 
     @dlt.transformer(data_from=agents, **_hints("agent_versions"), parallelized=True)
     def agent_versions(agent: Any) -> Any:
@@ -341,3 +341,21 @@ def chat_agents_source(
     yield agent_versions
     yield agent_aliases
     yield agent_version_detail
+
+
+def source_for_definitions() -> DltSource:
+    """The source as a code location declares it: every argument given, so that dlt resolves no
+    configuration and reads no secret. Only its resources' names and hints are read from it; a
+    run builds its own source from configuration."""
+    return chat_agents_source(
+        api_key=None,
+        base_url=DEFAULT_BASE_URL,
+        agents_page_size=AGENTS_PAGE_SIZE,
+        versions_page_size=VERSIONS_PAGE_SIZE_MAX,
+        requests_per_second=0.0,
+        aliases_every_run=True,
+        full_refresh_tables=(),
+        record=WarehouseRecord(),
+        empty_table_format=None,
+        run_stats=RunStats(),
+    )

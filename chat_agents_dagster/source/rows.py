@@ -106,7 +106,7 @@ def shape_agent(agent: dict[str, Any]) -> dict[str, Any]:
     return shaped
 
 
-def live(row: dict[str, Any]) -> dict[str, Any]:
+def current_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row as stored for something the API still has: `deleted_at` is null, which also makes a
     row that was marked deleted live again when its agent or alias comes back."""
     return {**shape_agent(row), "deleted_at": None}
@@ -114,4 +114,4 @@ def live(row: dict[str, Any]) -> dict[str, Any]:
 
 def child_row(agent_id: str, row: dict[str, Any]) -> dict[str, Any]:
     """A live child row keyed by a plain `agent_id` column (dlt's link would be `_agents_id`)."""
-    return {"agent_id": agent_id, **live(row)}
+    return {"agent_id": agent_id, **current_row(row)}

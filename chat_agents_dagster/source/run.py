@@ -22,13 +22,13 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.extract import DltSource
 
-from chat_agents_dagster.settings import TABLES
 from chat_agents_dagster.source.deletions import mark_deleted
 from chat_agents_dagster.source.lock import one_run_at_a_time
 from chat_agents_dagster.source.pipeline import duckdb_memory_explained, table_row_counts
 from chat_agents_dagster.source.record import read_record
 from chat_agents_dagster.source.resources import chat_agents_source
 from chat_agents_dagster.source.stats import RunStats
+from chat_agents_dagster.tables import TABLES
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,43 @@
+"""The job that loads all five tables and runs their checks, and its nightly schedule."""
+
+import dagster as dg
+
+from chat_agents_dagster.defs.deployment import (
+    NIGHTLY_CRON,
+    DeploymentSettingError,
+    DeploymentSettings,
+)
+from chat_agents_dagster.defs.translator import table_asset_key
+from chat_agents_dagster.tables import TABLES
+
+TABLE_ASSETS = dg.AssetSelection.assets(*(table_asset_key(table.name) for table in TABLES))
+
+chat_agents_job = dg.define_asset_job(
+    name="chat_agents_job",
+    selection=TABLE_ASSETS,
+    description="Load every agent, detail, version, version detail and alias; run their checks.",
+    tags={"chat_agents/job": "load"},
+)
+
+
+def build_nightly_schedule(settings: DeploymentSettings) -> dg.ScheduleDefinition:
+    """Runs the job on `settings.nightly_cron` in `settings.timezone`. RUNNING by default, so a
+    deployment with a daemon needs no manual toggle; CHAT_AGENTS_NIGHTLY_ENABLED=false ships it
+    stopped (a toggle in the UI still overrides either)."""
+    status = dg.DefaultScheduleStatus.RUNNING
+    if not settings.nightly_enabled:
+        status = dg.DefaultScheduleStatus.STOPPED
+    try:
+        return dg.ScheduleDefinition(
+            name="chat_agents_nightly",
+            job=chat_agents_job,
+            cron_schedule=settings.nightly_cron,
+            execution_timezone=settings.timezone,
+            default_status=status,
+            description=f"Nightly load, {settings.nightly_cron} ({settings.timezone}).",
+        )
+    except dg.DagsterInvalidDefinitionError as error:
+        raise DeploymentSettingError(
+            f"{NIGHTLY_CRON}={settings.nightly_cron!r} is not a cron schedule"
+            f" (e.g. '0 2 * * *' for 02:00 every day): {error}"
+        ) from None

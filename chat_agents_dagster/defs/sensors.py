@@ -1,0 +1,87 @@
+"""A sensor that notices stale tables (the nightly run missed or failed) and asks for one
+catch-up run per stale episode.
+
+Staleness is computed from public instance APIs (the latest materialization of each table)
+against the same window as the assets' FreshnessPolicy, rather than from the freshness daemon's
+internal state records. An episode is the set of stale tables with the materializations they
+are stuck at; the run key is derived from it, so Dagster launches one run per episode however
+often the sensor ticks, and a new materialization starts a new episode.
+"""
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from chat_agents_dagster.defs.deployment import DeploymentSettings
+
+SENSOR_NAME = "chat_agents_freshness_sensor"
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def stale_assets(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], window: timedelta, now: float
+) -> tuple[list[tuple[dg.AssetKey, float]], list[dg.AssetKey]]:
+    """(stale assets with their last materialization time, assets never materialized)."""
+    stale: list[tuple[dg.AssetKey, float]] = []
+    never: list[dg.AssetKey] = []
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        if event is None:
+            never.append(key)
+        elif now - event.timestamp > window.total_seconds():
+            stale.append((key, event.timestamp))
+    return stale, never
+
+
+def episode_run_key(stale: Sequence[tuple[dg.AssetKey, float]]) -> str:
+    episode = ";".join(f"{key.to_user_string()}@{ts:.6f}" for key, ts in sorted(stale))
+    return "freshness-catch-up-" + hashlib.sha256(episode.encode()).hexdigest()[:16]
+
+
+def build_freshness_sensor(
+    job_name: str,
+    keys: Sequence[dg.AssetKey],
+    settings: DeploymentSettings,
+    clock: Callable[[], float] = time.time,
+) -> dg.SensorDefinition:
+    status = dg.DefaultSensorStatus.RUNNING
+    if not settings.freshness_sensor_enabled:
+        status = dg.DefaultSensorStatus.STOPPED
+    window = settings.freshness_window
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job_name=job_name,
+        minimum_interval_seconds=300,
+        default_status=status,
+        description=f"One catch-up run when a table is older than {window} (its freshness window).",
+    )
+    def chat_agents_freshness_sensor(
+        context: dg.SensorEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
+        stale, never = stale_assets(context.instance, keys, window, clock())
+        if never:
+            context.log.info(
+                "Never materialized, left to the schedule: "
+                + ", ".join(key.to_user_string() for key in never)
+            )
+        if not stale:
+            if len(never) == len(keys):
+                return dg.SkipReason(
+                    "No table is materialized yet; the nightly schedule loads them."
+                )
+            return dg.SkipReason(f"Every materialized table is within its {window} window.")
+        why = ", ".join(f"{key.to_user_string()} last loaded {_when(ts)}" for key, ts in stale)
+        context.log.info(f"Stale beyond {window}: {why}. Requesting one catch-up run.")
+        return dg.RunRequest(
+            run_key=episode_run_key(stale),
+            tags={"chat_agents/trigger": "freshness-catch-up"},
+        )
+
+    return chat_agents_freshness_sensor

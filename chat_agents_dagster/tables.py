@@ -1,0 +1,86 @@
+"""The five tables, as both layers know them: names, primary keys, parent links and references.
+
+The dlt source takes its resources' names and primary keys from here, the Dagster translator its
+lineage and the asset checks their key, reference and coverage checks; none of those names a
+table of its own. A new table takes a row here and, in the source, the resource that fetches and
+shapes it (source/resources.py) and its part of what the warehouse holds (source/record.py).
+Imports nothing from dlt or Dagster so that both layers can share it.
+"""
+
+from dataclasses import dataclass
+
+SOURCE_NAME = "chat_agents_source"
+PIPELINE_NAME = "chat_agents_pipeline"
+DATASET_NAME = "chat_agents_data"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Every row's `columns` must match a row of `table` on `table_columns` (a foreign key)."""
+
+    columns: tuple[str, ...]
+    table: str
+    table_columns: tuple[str, ...]
+
+
+AGENT_REFERENCE = Reference(("agent_id",), "agents", ("id",))
+VERSION_REFERENCE = Reference(("agent_id", "version"), "agent_versions", ("agent_id", "version"))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One loaded table: how its rows are keyed, what it hangs under, what its rows must match.
+
+    `one_row_per` names the set the table must cover exactly: "agent" (one row per row of
+    `agents`) or "listed_version" (one row per entry of each agent's `versions` list).
+    """
+
+    name: str
+    primary_key: tuple[str, ...]
+    parent: str | None
+    description: str
+    references: tuple[Reference, ...] = ()
+    one_row_per: str | None = None
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        name="agents",
+        primary_key=("id",),
+        parent=None,
+        description="One row per agent in the organisation, as the agent listing returns it.",
+    ),
+    TableSpec(
+        name="agent_detail",
+        primary_key=("id",),
+        parent="agents",
+        description="One row per agent: its active version in full, from GET /agents/{id}.",
+        references=(Reference(("id",), "agents", ("id",)),),
+        one_row_per="agent",
+    ),
+    TableSpec(
+        name="agent_versions",
+        primary_key=("agent_id", "version"),
+        parent="agents",
+        description="One row per version of each agent: the snapshot the version listing returns.",
+        references=(AGENT_REFERENCE,),
+        one_row_per="listed_version",
+    ),
+    TableSpec(
+        name="agent_aliases",
+        primary_key=("agent_id", "alias"),
+        parent="agents",
+        description="One row per version alias of each agent, with the version it points at.",
+        references=(AGENT_REFERENCE, VERSION_REFERENCE),
+    ),
+    TableSpec(
+        name="agent_version_detail",
+        primary_key=("agent_id", "version"),
+        parent="agent_versions",
+        description="One row per version of each agent, from GET /agents/{id}/versions/{v}.",
+        references=(AGENT_REFERENCE, VERSION_REFERENCE),
+        one_row_per="listed_version",
+    ),
+)
+
+TABLES_BY_NAME: dict[str, TableSpec] = {table.name: table for table in TABLES}
