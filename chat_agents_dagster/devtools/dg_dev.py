@@ -15,9 +15,6 @@ import urllib.request
 from contextlib import suppress
 from typing import Any
 
-# As workspace.yaml and [tool.dg] name it, so that schedule and sensor state carry over.
-LOCATION_NAME = "chat_agents_dagster"
-
 LOCATIONS_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster_tests.helpers import point_at, telemetry_logs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The location's name as the project declares it to dg; workspace.yaml gives it the same one.
+LOCATION_NAME = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"][
+    "code_location_name"
+]
 JOB = "chat_agents_job"
 AGENTS = 40
 
@@ -162,7 +167,7 @@ def job_location(dev: DagsterDev) -> tuple[str, str]:
     the name workspace.yaml gives it too."""
     entries = dg_dev.location_entries(dev.url)
     assert len(entries) == 1, f"the project should give one code location: {entries}"
-    assert entries[0]["name"] == dg_dev.LOCATION_NAME, entries
+    assert entries[0]["name"] == LOCATION_NAME, entries
     location = entries[0]["locationOrLoadError"]
     assert location and location["__typename"] == "RepositoryLocation", (
         f"code location did not load: {location}\n{dev.log_tail()}"
