@@ -11,7 +11,7 @@ from dagster_dlt import DagsterDltResource
 from chat_agents_dagster.defs.assets import build_chat_agents_assets
 from chat_agents_dagster.defs.checks import chat_agents_checks
 from chat_agents_dagster.defs.deployment import IN_PROCESS, DeploymentSettings
-from chat_agents_dagster.defs.schedules import build_nightly_schedule, chat_agents_job
+from chat_agents_dagster.defs.schedules import build_chat_agents_job, build_nightly_schedule
 from chat_agents_dagster.defs.sensors import build_freshness_sensor
 from chat_agents_dagster.defs.translator import (
     MISTRAL_AGENTS_API,
@@ -25,15 +25,14 @@ def build_definitions(settings: DeploymentSettings) -> dg.Definitions:
     # Freshness is one global policy, applied here through the translator to every table.
     freshness = dg.FreshnessPolicy.time_window(fail_window=settings.freshness_window)
     assets = build_chat_agents_assets(ChatAgentsTranslator(freshness_policy=freshness))
+    job = build_chat_agents_job(settings)
     return dg.Definitions(
         assets=[MISTRAL_AGENTS_API, assets],
         asset_checks=[chat_agents_checks],
-        jobs=[chat_agents_job],
-        schedules=[build_nightly_schedule(settings)],
+        jobs=[job],
+        schedules=[build_nightly_schedule(settings, job)],
         sensors=[
-            build_freshness_sensor(
-                chat_agents_job.name, [table_asset_key(t.name) for t in TABLES], settings
-            )
+            build_freshness_sensor(job.name, [table_asset_key(t.name) for t in TABLES], settings)
         ],
         resources={"dlt": DagsterDltResource()},
         # The default of every job of the location, the asset jobs the UI builds included.

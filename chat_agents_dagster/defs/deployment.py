@@ -16,6 +16,11 @@ NIGHTLY_ENABLED = "CHAT_AGENTS_NIGHTLY_ENABLED"
 FRESHNESS_HOURS = "CHAT_AGENTS_FRESHNESS_HOURS"
 FRESHNESS_SENSOR_ENABLED = "CHAT_AGENTS_FRESHNESS_SENSOR_ENABLED"
 EXECUTOR = "CHAT_AGENTS_EXECUTOR"
+FRESHNESS_SENSOR_INTERVAL = "CHAT_AGENTS_FRESHNESS_SENSOR_INTERVAL_SECONDS"
+OWNERS = "CHAT_AGENTS_OWNERS"
+MAX_RUNTIME = "CHAT_AGENTS_MAX_RUNTIME_SECONDS"
+OUTAGE_RETRIES = "CHAT_AGENTS_OUTAGE_RETRIES"
+OUTAGE_RETRY_DELAY = "CHAT_AGENTS_OUTAGE_RETRY_DELAY_SECONDS"
 
 # A run is one op that loads and one that checks, one after the other: a process per step buys
 # no parallelism and costs a Python start and an import of dagster, dlt and this package each.
@@ -38,6 +43,45 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise DeploymentSettingError(f"{name}={raw!r}: use true or false.")
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: str = "") -> float:
+    """A number of seconds; 0 is allowed only where `zero` says what it means."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (value == 0 and not zero):
+        allowed = (
+            f"a number of seconds, or 0 for {zero}" if zero else "a positive number of seconds"
+        )
+        raise DeploymentSettingError(f"{name}={raw!r}: give {allowed}.")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise DeploymentSettingError(f"{name}={raw!r}: give a whole number, 0 or more.")
+    return int(raw)
+
+
+def _owners(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Dagster's owner forms: an email address or `team:<name>`."""
+    owners = tuple(part.strip() for part in env.get(OWNERS, "").split(",") if part.strip())
+    for owner in owners:
+        is_team = owner.startswith("team:") and len(owner) > len("team:")
+        if not is_team and "@" not in owner:
+            raise DeploymentSettingError(
+                f"{OWNERS}: {owner!r} is not an owner; give email addresses or team:<name>,"
+                " separated by commas (e.g. team:data-platform,ada@example.com)."
+            )
+    return owners
+
+
 @dataclass(frozen=True)
 class DeploymentSettings:
     nightly_cron: str = "0 2 * * *"
@@ -46,6 +90,15 @@ class DeploymentSettings:
     freshness_window: timedelta = timedelta(hours=26)
     freshness_sensor_enabled: bool = True
     executor: str = IN_PROCESS
+    freshness_sensor_interval_seconds: int = 300
+    owners: tuple[str, ...] = ()
+    # A night's run that has not ended after this long is ended by run monitoring (the job's
+    # `dagster/max_runtime`), well before the next night's run; None leaves it unbounded.
+    max_runtime: timedelta | None = timedelta(hours=6)
+    # An API outage (no answer, or server errors after dlt's own retries) asks Dagster to run the
+    # load again this many times, this long apart; these waits count towards the max runtime.
+    outage_retries: int = 3
+    outage_retry_delay: timedelta = timedelta(minutes=15)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "DeploymentSettings":
@@ -74,6 +127,30 @@ class DeploymentSettings:
                 f"{EXECUTOR}={executor!r}: use {IN_PROCESS} (one process per run, the default)"
                 f" or {MULTIPROCESS} (one process per step)."
             )
+        max_runtime_s = _seconds(
+            env,
+            MAX_RUNTIME,
+            defaults.max_runtime.total_seconds() if defaults.max_runtime else 0,
+            zero="no maximum",
+        )
+        max_runtime = timedelta(seconds=max_runtime_s) if max_runtime_s else None
+        outage_retries = _count(env, OUTAGE_RETRIES, defaults.outage_retries)
+        outage_retry_delay = timedelta(
+            seconds=_seconds(
+                env,
+                OUTAGE_RETRY_DELAY,
+                defaults.outage_retry_delay.total_seconds(),
+                zero="no wait",
+            )
+        )
+        if max_runtime is not None and outage_retries * outage_retry_delay >= max_runtime:
+            raise DeploymentSettingError(
+                f"{OUTAGE_RETRIES}={outage_retries} waits of {OUTAGE_RETRY_DELAY}="
+                f"{outage_retry_delay.total_seconds():g} add up to the run's maximum runtime"
+                f" {MAX_RUNTIME}={max_runtime.total_seconds():g} or more: run monitoring would end"
+                " the run before its last retry. Lower the retries or their delay, or raise"
+                " the maximum."
+            )
         return cls(
             nightly_cron=env.get(NIGHTLY_CRON) or defaults.nightly_cron,
             timezone=timezone,
@@ -83,4 +160,11 @@ class DeploymentSettings:
                 env, FRESHNESS_SENSOR_ENABLED, defaults.freshness_sensor_enabled
             ),
             executor=executor,
+            freshness_sensor_interval_seconds=int(
+                _seconds(env, FRESHNESS_SENSOR_INTERVAL, defaults.freshness_sensor_interval_seconds)
+            ),
+            owners=_owners(env),
+            max_runtime=max_runtime,
+            outage_retries=outage_retries,
+            outage_retry_delay=outage_retry_delay,
         )

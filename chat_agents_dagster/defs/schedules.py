@@ -1,5 +1,7 @@
 """The job that loads all five tables and runs their checks, and its nightly schedule."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from chat_agents_dagster.defs.deployment import (
@@ -10,17 +12,35 @@ from chat_agents_dagster.defs.deployment import (
 from chat_agents_dagster.defs.translator import table_asset_key
 from chat_agents_dagster.tables import TABLES
 
+if TYPE_CHECKING:
+    # What define_asset_job returns; dagster does not export the name.
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
 TABLE_ASSETS = dg.AssetSelection.assets(*(table_asset_key(table.name) for table in TABLES))
 
-chat_agents_job = dg.define_asset_job(
-    name="chat_agents_job",
-    selection=TABLE_ASSETS,
-    description="Load every agent, detail, version, version detail and alias; run their checks.",
-    tags={"chat_agents/job": "load"},
-)
+JOB_NAME = "chat_agents_job"
 
 
-def build_nightly_schedule(settings: DeploymentSettings) -> dg.ScheduleDefinition:
+def build_chat_agents_job(settings: DeploymentSettings) -> "UnresolvedAssetJobDefinition":
+    tags = {"chat_agents/job": "load"}
+    if settings.max_runtime is not None:
+        # Run monitoring ends a run of this job that runs longer (dagster.yaml enables it); the
+        # instance's own max_runtime_seconds covers the asset jobs the UI builds.
+        tags["dagster/max_runtime"] = str(int(settings.max_runtime.total_seconds()))
+    return dg.define_asset_job(
+        name=JOB_NAME,
+        selection=TABLE_ASSETS,
+        description="Load every agent, detail, version, version detail and alias; run their"
+        " checks.",
+        tags=tags,
+    )
+
+
+def build_nightly_schedule(
+    settings: DeploymentSettings, job: "UnresolvedAssetJobDefinition"
+) -> dg.ScheduleDefinition:
     """Runs the job on `settings.nightly_cron` in `settings.timezone`. RUNNING by default, so a
     deployment with a daemon needs no manual toggle; CHAT_AGENTS_NIGHTLY_ENABLED=false ships it
     stopped (a toggle in the UI still overrides either)."""
@@ -30,7 +50,7 @@ def build_nightly_schedule(settings: DeploymentSettings) -> dg.ScheduleDefinitio
     try:
         return dg.ScheduleDefinition(
             name="chat_agents_nightly",
-            job=chat_agents_job,
+            job=job,
             cron_schedule=settings.nightly_cron,
             execution_timezone=settings.timezone,
             default_status=status,

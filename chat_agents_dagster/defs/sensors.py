@@ -58,7 +58,7 @@ def build_freshness_sensor(
     @dg.sensor(
         name=SENSOR_NAME,
         job_name=job_name,
-        minimum_interval_seconds=300,
+        minimum_interval_seconds=settings.freshness_sensor_interval_seconds,
         default_status=status,
         description=f"One catch-up run when a table is older than {window} (its freshness window).",
     )

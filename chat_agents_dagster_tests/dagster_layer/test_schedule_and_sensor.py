@@ -9,7 +9,7 @@ import pytest
 
 from chat_agents_dagster.definitions import build_definitions
 from chat_agents_dagster.defs.deployment import DeploymentSettingError, DeploymentSettings
-from chat_agents_dagster.defs.schedules import build_nightly_schedule
+from chat_agents_dagster.defs.schedules import build_chat_agents_job, build_nightly_schedule
 from chat_agents_dagster.defs.sensors import build_freshness_sensor
 from chat_agents_dagster.tables import TABLES
 
@@ -18,7 +18,8 @@ HOUR = 3600.0
 
 
 def test_the_nightly_schedule_defaults_to_two_am_utc_and_runs_without_a_toggle() -> None:
-    schedule = build_nightly_schedule(DeploymentSettings.from_env({}))
+    settings = DeploymentSettings.from_env({})
+    schedule = build_nightly_schedule(settings, build_chat_agents_job(settings))
     assert schedule.name == "chat_agents_nightly"
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "UTC"
@@ -46,13 +47,16 @@ def test_a_tick_gives_a_valid_run_request_for_the_job_in_the_configured_timezone
 
 def test_the_schedule_can_be_shipped_stopped_by_environment() -> None:
     settings = DeploymentSettings.from_env({"CHAT_AGENTS_NIGHTLY_ENABLED": "false"})
-    assert build_nightly_schedule(settings).default_status == dg.DefaultScheduleStatus.STOPPED
+    assert (
+        build_nightly_schedule(settings, build_chat_agents_job(settings)).default_status
+        == dg.DefaultScheduleStatus.STOPPED
+    )
 
 
 def test_a_bad_cron_fails_the_load_naming_the_variable() -> None:
     settings = DeploymentSettings.from_env({"CHAT_AGENTS_NIGHTLY_CRON": "every night"})
     with pytest.raises(DeploymentSettingError, match="CHAT_AGENTS_NIGHTLY_CRON='every night'"):
-        build_nightly_schedule(settings)
+        build_nightly_schedule(settings, build_chat_agents_job(settings))
 
 
 class Clock:

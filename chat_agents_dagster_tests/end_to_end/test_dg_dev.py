@@ -9,18 +9,10 @@ The last two need a real webserver and daemon: in-process execution reads no dag
 settings and bypasses the run queue.
 """
 
-import json
 import os
-import re
-import shutil
-import subprocess
 import time
-import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -28,21 +20,23 @@ from dagster_graphql import DagsterGraphQLClient
 
 from chat_agents_dagster.defs.assets import POOL
 from chat_agents_dagster.defs.checks import CHECKS
-from chat_agents_dagster.devtools import dg_dev
 from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster_tests.dg_dev_session import (
+    JOB,
+    LOGS_QUERY,
+    REPO_ROOT,
+    RUN_TIMEOUT,
+    DagsterDev,
+    dagster_dev,
+    job_location,
+    temporary_instance_dir,
+    wait_for_runs,
+    wait_until_serving,
+)
 from chat_agents_dagster_tests.helpers import point_at, telemetry_logs
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# The location's name as the project declares it to dg; workspace.yaml gives it the same one.
-LOCATION_NAME = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"][
-    "code_location_name"
-]
-JOB = "chat_agents_job"
 AGENTS = 40
 
-STARTUP_TIMEOUT = 120.0
-RUN_TIMEOUT = 120.0
-SHUTDOWN_TIMEOUT = 30.0
 # A re-run makes about five rounds of requests, one after another (listing pages, then aliases).
 SLOW_API_S = 1.2
 
@@ -65,25 +59,11 @@ EXPECTED_CHECKS: dict[str, set[str]] = {
     for key in TABLE_KEYS
 }
 
-TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 INSTANCE_QUERY = """
 query Instance($pool: String) { instance { info runQueuingSupported
     poolConfig { poolGranularity defaultPoolLimit }
     concurrencyLimit(concurrencyKey: $pool) { limit usingDefaultLimit } } }
-"""
-RUN_QUERY = """
-query Run($runId: ID!) { runOrError(runId: $runId) { __typename
-  ... on Run { runId status
-    stats { __typename ... on RunStatsSnapshot { enqueuedTime launchTime startTime endTime } } }
-  ... on PythonError { message } } }
-"""
-LOGS_QUERY = """
-query Logs($runId: ID!) { logsForRun(runId: $runId) { __typename
-  ... on EventConnection { events { __typename
-    ... on MessageEvent { message level stepKey }
-    ... on ErrorEvent { error { message causes { message } } } } }
-  ... on PythonError { message } } }
 """
 ASSETS_QUERY = """
 { assetNodes {
@@ -93,113 +73,6 @@ ASSETS_QUERY = """
     assetChecksOrError { __typename ... on AssetChecks { checks { name
       executionForLatestMaterialization { runId status evaluation { success } } } } } } }
 """
-
-
-@dataclass
-class DagsterDev:
-    process: subprocess.Popen[bytes]
-    port: int
-    stdout: Path
-    stderr: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(
-            f"{path.name}: {line}"
-            for path in (self.stdout, self.stderr)
-            for line in path.read_text(errors="replace").splitlines()[-lines:]
-        )
-
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        return dg_dev.graphql(self.url, query, variables)
-
-
-def temporary_instance_dir(log: str) -> Path | None:
-    """The throwaway instance directory dg dev announces when DAGSTER_HOME is unset."""
-    found = re.search(r"Using temporary directory (\S+) for storage", log)
-    return Path(found.group(1)) if found else None
-
-
-@contextmanager
-def dagster_dev(env: dict[str, str], logs: Path) -> Iterator[DagsterDev]:
-    """`dg dev` from the repository root, torn down whatever happens."""
-    port = dg_dev.free_port()
-    stdout, stderr = logs / "dg_dev.stdout.log", logs / "dg_dev.stderr.log"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = dg_dev.start(
-            ["-p", str(port)],
-            env,
-            cwd=REPO_ROOT,  # dg finds the project ([tool.dg]) and dagster.yaml here
-            stdout=out,
-            stderr=err,
-        )
-    dev = DagsterDev(process, port, stdout, stderr)
-    try:
-        yield dev
-    finally:
-        # dg dev stops its services and deletes its temporary instance directory on SIGTERM.
-        clock = time.monotonic()
-        how = dg_dev.stop(process, SHUTDOWN_TIMEOUT)
-        # A killed dg dev leaves its instance directory in the repository root; remove it,
-        # and only it (another dg dev may be running from the same directory).
-        leftover = temporary_instance_dir(dev.log())
-        if leftover and leftover.parent == REPO_ROOT and leftover.exists():
-            shutil.rmtree(leftover, ignore_errors=True)
-            how += f"; removed its leftover {leftover.name}"
-        print(f"[dg dev] shutdown: {how}, {time.monotonic() - clock:.1f} s")
-
-
-def wait_until_serving(dev: DagsterDev) -> None:
-    try:
-        dg_dev.wait_until_ready(dev.process, dev.url, STARTUP_TIMEOUT)
-    except dg_dev.DagsterDevError as error:
-        pytest.fail(f"{error}:\n{dev.log_tail()}")
-
-
-def job_location(dev: DagsterDev) -> tuple[str, str]:
-    """(location, repository) holding the job; the location must have loaded without error, under
-    the name workspace.yaml gives it too."""
-    entries = dg_dev.location_entries(dev.url)
-    assert len(entries) == 1, f"the project should give one code location: {entries}"
-    assert entries[0]["name"] == LOCATION_NAME, entries
-    location = entries[0]["locationOrLoadError"]
-    assert location and location["__typename"] == "RepositoryLocation", (
-        f"code location did not load: {location}\n{dev.log_tail()}"
-    )
-    holding = [
-        (location["name"], repository["name"])
-        for repository in location["repositories"]
-        if JOB in {job["name"] for job in repository["jobs"]}
-    ]
-    assert len(holding) == 1, f"{JOB} not found once in {location}"
-    return holding[0]
-
-
-def run_record(dev: DagsterDev, run_id: str) -> dict[str, Any]:
-    run: dict[str, Any] = dev.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
-    assert run["__typename"] == "Run", run
-    return run
-
-
-def run_errors(dev: DagsterDev, run_id: str) -> str:
-    """What went wrong in a run, from its event log, for a failure message."""
-    logs = dev.graphql(LOGS_QUERY, {"runId": run_id})["logsForRun"]
-    lines: list[str] = []
-    for event in logs.get("events", []):
-        if event.get("level") not in ("ERROR", "CRITICAL") and not event.get("error"):
-            continue
-        lines.append(f"{event.get('stepKey') or '-'}: {event.get('message')}")
-        if event.get("error"):
-            # The step error wraps the exception that says what happened (its causes).
-            error = event["error"]
-            lines += [error["message"], *(cause["message"] for cause in error["causes"])]
-    return "\n".join(lines) or json.dumps(logs)[:4000]
 
 
 def assert_ran_in_one_process(dev: DagsterDev, run_id: str) -> None:
@@ -212,24 +85,6 @@ def assert_ran_in_one_process(dev: DagsterDev, run_id: str) -> None:
         event.get("message") or "" for event in events if event["__typename"] == "EngineEvent"
     ]
     assert any(message.startswith("Executing steps in process") for message in engine), engine
-
-
-def wait_for_runs(dev: DagsterDev, run_ids: list[str], timeout: float) -> list[dict[str, Any]]:
-    """Wait for every run to end, then require that each succeeded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = [run_record(dev, run_id) for run_id in run_ids]
-        if all(run["status"] in TERMINAL for run in runs):
-            break
-        if time.monotonic() > deadline:
-            states = {run["runId"]: run["status"] for run in runs}
-            pytest.fail(f"runs not finished after {timeout:.0f} s: {states}\n{dev.log_tail()}")
-        time.sleep(0.5)
-    for run in runs:
-        assert run["status"] == "SUCCESS", (
-            f"run {run['runId']} ended {run['status']}:\n{run_errors(dev, run['runId'])}"
-        )
-    return runs
 
 
 def key_string(key: dict[str, list[str]]) -> str:
