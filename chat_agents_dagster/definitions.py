@@ -14,8 +14,8 @@ from chat_agents_dagster.defs.deployment import IN_PROCESS, DeploymentSettings
 from chat_agents_dagster.defs.schedules import build_chat_agents_job, build_nightly_schedule
 from chat_agents_dagster.defs.sensors import build_freshness_sensor
 from chat_agents_dagster.defs.translator import (
-    MISTRAL_AGENTS_API,
     ChatAgentsTranslator,
+    mistral_agents_api,
     table_asset_key,
 )
 from chat_agents_dagster.tables import TABLES
@@ -24,10 +24,11 @@ from chat_agents_dagster.tables import TABLES
 def build_definitions(settings: DeploymentSettings) -> dg.Definitions:
     # Freshness is one global policy, applied here through the translator to every table.
     freshness = dg.FreshnessPolicy.time_window(fail_window=settings.freshness_window)
-    assets = build_chat_agents_assets(ChatAgentsTranslator(freshness_policy=freshness))
+    translator = ChatAgentsTranslator(freshness_policy=freshness, owners=settings.owners)
+    assets = build_chat_agents_assets(translator, settings)
     job = build_chat_agents_job(settings)
     return dg.Definitions(
-        assets=[MISTRAL_AGENTS_API, assets],
+        assets=[mistral_agents_api(settings.owners), assets],
         asset_checks=[chat_agents_checks],
         jobs=[job],
         schedules=[build_nightly_schedule(settings, job)],

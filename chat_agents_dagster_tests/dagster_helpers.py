@@ -1,19 +1,23 @@
 """Running the code location's job and checks in-process, as the tests' Dagster harness."""
 
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
 from chat_agents_dagster.definitions import build_definitions
 from chat_agents_dagster.defs.deployment import DeploymentSettings
+from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API_KEY
 
 CHECKS_ONLY = dg.define_asset_job("checks_only", selection=dg.AssetSelection.all_asset_checks())
 
 
-def definitions() -> dg.Definitions:
-    return dg.Definitions.merge(
-        build_definitions(DeploymentSettings()), dg.Definitions(jobs=[CHECKS_ONLY])
-    )
+def definitions(**settings: Any) -> dg.Definitions:
+    """The code location with the shipped settings, but for `settings` and for API outages,
+    which fail the run at once: the shipped 15-minute waits would stall every test that makes
+    the API fail (the outage tests ask for retries themselves)."""
+    deployment = replace(DeploymentSettings(), **{"outage_retries": 0, **settings})
+    return dg.Definitions.merge(build_definitions(deployment), dg.Definitions(jobs=[CHECKS_ONLY]))
 
 
 FULL_REFRESH: dict[str, Any] = {"ops": {"chat_agents_load": {"config": {"full_refresh": True}}}}
@@ -44,6 +48,24 @@ def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, o
         event.asset_key.path[-1]: {name: value.value for name, value in event.metadata.items()}
         for event in result.asset_materializations_for_node("chat_agents_load")
     }
+
+
+def api_observations(result: dg.ExecuteInProcessResult) -> list[dict[str, object]]:
+    """Metadata values of each observation of the Mistral API asset in this run, in order, with
+    the data version it recorded under "data_version" (None when it recorded none)."""
+    observed = []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_OBSERVATION":
+            continue
+        observation = event.asset_observation_data.asset_observation
+        if observation.asset_key != MISTRAL_AGENTS_API_KEY:
+            continue
+        values: dict[str, object] = {
+            name: value.value for name, value in observation.metadata.items()
+        }
+        values["data_version"] = observation.tags.get("dagster/data_version")
+        observed.append(values)
+    return observed
 
 
 def check_results(

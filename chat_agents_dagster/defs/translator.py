@@ -5,23 +5,33 @@ upstream key and no parent-child edges, and reports the schema name as the table
 derives everything from the table list in tables.py, so a new table needs no change here.
 """
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from chat_agents_dagster.source import table_code_versions
 from chat_agents_dagster.tables import DATASET_NAME, TABLES_BY_NAME
 
 GROUP = "chat_agents"
 
-# The API is the one true upstream: an external asset, observed but never materialized here.
-MISTRAL_AGENTS_API = dg.AssetSpec(
-    key=dg.AssetKey(["mistral", "agents_api"]),
-    description="Mistral's Agents API (GET /v1/agents/...): where every table's rows come from.",
-    group_name=GROUP,
-    kinds={"api"},
-)
+MISTRAL_AGENTS_API_KEY = dg.AssetKey(["mistral", "agents_api"])
+
+
+def mistral_agents_api(owners: Sequence[str] = ()) -> dg.AssetSpec:
+    """The API is the one true upstream: an external asset, never materialized here, observed by
+    every load (assets.py): what was listed and how the API answered."""
+    return dg.AssetSpec(
+        key=MISTRAL_AGENTS_API_KEY,
+        description="Mistral's Agents API (GET /v1/agents/...): where every table's rows come"
+        " from. Each load observes it: agents listed, requests, answers by status, and a data"
+        " version that changes when the listing does.",
+        group_name=GROUP,
+        kinds={"api"},
+        owners=list(owners),
+    )
 
 
 def table_asset_key(table: str) -> dg.AssetKey:
@@ -36,11 +46,12 @@ def qualified_table_name(table: str) -> str:
 @dataclass
 class ChatAgentsTranslator(DagsterDltTranslator):
     freshness_policy: dg.FreshnessPolicy | None = None
+    owners: Sequence[str] = field(default_factory=tuple)
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         spec = super().get_asset_spec(data)
         table = TABLES_BY_NAME[data.resource.name]
-        upstream = table_asset_key(table.parent) if table.parent else MISTRAL_AGENTS_API.key
+        upstream = table_asset_key(table.parent) if table.parent else MISTRAL_AGENTS_API_KEY
         return spec.replace_attributes(
             key=table_asset_key(table.name),
             deps=[upstream],
@@ -56,4 +67,8 @@ class ChatAgentsTranslator(DagsterDltTranslator):
                 "chat_agents/primary_key": ", ".join(table.primary_key),
             },
             freshness_policy=self.freshness_policy,
+            owners=list(self.owners),
+            # Changes when the code that loads this table does (source/versions.py), so the UI
+            # shows which tables a deployment's new code has not loaded yet.
+            code_version=table_code_versions()[table.name],
         )

@@ -21,13 +21,17 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def summary(result: dg.ExecuteInProcessResult, seconds: float) -> str:
     outcome = "succeeded" if result.success else "FAILED"
     lines = [f"chat_agents_job {outcome} in {seconds:.1f} s (run {result.run_id})", ""]
-    requests = 0
     lines.append(f"  {'table':<40} {'rows':>8}")
     for event in result.asset_materializations_for_node("chat_agents_load"):
         metadata = {name: value.value for name, value in event.metadata.items()}
         table = str(metadata["dagster/table_name"])
         lines.append(f"  {table:<40} {metadata['dagster/row_count']:>8}")
-        requests = int(str(metadata["api_requests"]))
+    # The run's requests are on its observation of the API asset, once.
+    requests = 0
+    for logged in result.all_events:
+        if logged.event_type_value == "ASSET_OBSERVATION":
+            observed = logged.asset_observation_data.asset_observation.metadata
+            requests += int(str(observed["api_requests"].value))
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
     lines += ["", f"  API requests: {requests}"]

@@ -4,7 +4,7 @@ These are its public names; the Dagster layer imports nothing else from this pac
 rule, TID251, holds it to that).
 """
 
-from chat_agents_dagster.source.api import ApiAuthError, ApiNotFoundError
+from chat_agents_dagster.source.api import ApiAuthError, ApiNotFoundError, api_outage
 from chat_agents_dagster.source.configuration import ChatAgentsConfigError
 from chat_agents_dagster.source.lock import one_run_at_a_time
 from chat_agents_dagster.source.pipeline import (
@@ -20,6 +20,7 @@ from chat_agents_dagster.source.run import (
     run_load,
 )
 from chat_agents_dagster.source.stats import RunStats
+from chat_agents_dagster.source.versions import table_code_versions
 
 __all__ = [
     "ALL_TABLES",
@@ -31,9 +32,11 @@ __all__ = [
     "DuckDbOutOfMemoryError",
     "LoadReport",
     "RunStats",
+    "api_outage",
     "chat_agents_source",
     "make_pipeline",
     "one_run_at_a_time",
     "run_load",
     "source_for_definitions",
+    "table_code_versions",
 ]

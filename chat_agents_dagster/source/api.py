@@ -63,6 +63,30 @@ class ApiConnectionError(RequestException):
 _TRANSPORT_ERRORS = (RequestsConnectionError, Timeout, ChunkedEncodingError)
 
 
+def api_outage(error: BaseException) -> RequestException | None:
+    """The error that says the API is down, if that is what ended the run: no complete answer
+    after every attempt (ApiConnectionError), or a server error (5xx) after dlt's retries. Found
+    anywhere in the chain dlt wraps around a resource's error. None for everything a later try
+    would meet again: a refused key, a 404, a 429 (a quota that the pacing setting is for), a bad
+    setting, a warehouse error."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ApiConnectionError):
+            return current
+        if isinstance(current, HTTPError) and not isinstance(current, ApiAuthError):
+            status = current.response.status_code if current.response is not None else 0
+            if status >= 500:
+                return current
+        # dlt keeps the resource's own error as `exception` as well as the cause.
+        pending += [current.__cause__, current.__context__, getattr(current, "exception", None)]
+    return None
+
+
 def _where(endpoint: str, url: str | None) -> str:
     return f"{endpoint} ({sanitize_url(url)})" if url else endpoint
 

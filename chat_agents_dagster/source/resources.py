@@ -160,10 +160,12 @@ class _Run:
         """Counts an agent of the listing as new, changed or unchanged since the listing the
         warehouse holds."""
         before = self.record.listing.get(agent["id"])
+        now = fingerprint(agent)
+        self.stats.listed(agent["id"], now)
         counts = self.stats.agents
         if before is None:
             counts.new += 1
-        elif before != fingerprint(agent):
+        elif before != now:
             counts.changed += 1
         else:
             counts.unchanged += 1
@@ -227,6 +229,7 @@ def chat_agents_source(
                 run.saw(agent)
                 yield current_row(agent)
         run.listed = len(listed)
+        stats.listing_complete = True
         if run.creates_tables():
             marker = dlt.mark.materialize_table_schema()
             # Handed on to the child tables whether or not `agents` itself has rows.

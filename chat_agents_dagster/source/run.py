@@ -90,13 +90,15 @@ def run_load(
     full_refresh: bool = False,
     runner: Runner[T] = run_with_dlt,  # type: ignore[assignment]
     log: logging.Logger = logger,
+    stats: RunStats | None = None,
     **source_args: Any,
 ) -> LoadReport[T]:
     """One run of `pipeline` loading `tables` (all five by default); see the module docstring.
-    `source_args` go to `chat_agents_source` (settings from configuration otherwise)."""
+    `source_args` go to `chat_agents_source` (settings from configuration otherwise). `stats`,
+    when given, is filled as the run goes, so that a caller can report on a run that failed."""
     selected = tuple(name for name in ALL_TABLES if name in set(tables))
     full_refresh = full_refresh_requested(full_refresh)
-    stats = RunStats()
+    stats = stats if stats is not None else RunStats()
     if full_refresh:
         log.warning("Full refresh: %s dropped and loaded again.", ", ".join(selected))
     with one_run_at_a_time(pipeline), _explained(pipeline, full_refresh):

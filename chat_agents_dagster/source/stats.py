@@ -1,5 +1,6 @@
 """What a run did: the API's answers by endpoint and status, and what happened to the agents."""
 
+import hashlib
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ class RunStats:
         self.malformed = 0  # successes whose body was not JSON, retried like server errors
         self.agents = AgentCounts()
         self.gone: dict[str, set[str]] = {}
+        self._listed: dict[str, tuple[Any, ...]] = {}
+        self.listing_complete = False
 
     def record(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -50,6 +53,20 @@ class RunStats:
         with self._lock:
             self.gone.setdefault(table, set()).add(agent_id)
 
+    def listed(self, agent_id: str, fingerprint: tuple[Any, ...]) -> None:
+        """An agent of the listing, with what says whether it changed (record.fingerprint)."""
+        with self._lock:
+            self._listed[agent_id] = fingerprint
+
+    def listing_digest(self) -> str | None:
+        """A digest of the whole listing: the same agents with the same fingerprints give the same
+        digest; None until the listing was read to its end."""
+        if not self.listing_complete:
+            return None
+        with self._lock:
+            text = repr(sorted(self._listed.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     @property
     def total(self) -> int:
         return sum(self.by_endpoint.values())
@@ -69,6 +86,7 @@ class RunStats:
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
                 "retried": self.retried,
                 "rate_limited": self.by_status[429],
+                "agents_listed": len(self._listed),
                 "agents": vars(self.agents).copy(),
                 "api_rows": dict(self.api_rows),
                 "gone_mid_run": {table: sorted(ids) for table, ids in sorted(self.gone.items())},

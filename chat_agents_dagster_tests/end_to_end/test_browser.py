@@ -28,7 +28,7 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from chat_agents_dagster.defs.checks import CHECKS
-from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API, table_asset_key
+from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API_KEY, table_asset_key
 from chat_agents_dagster.devtools import dg_dev
 from chat_agents_dagster.tables import TABLES
 from chat_agents_dagster_tests.helpers import isolate_environment
@@ -49,7 +49,7 @@ VIEWPORT: ViewportSize = {"width": 1920, "height": 1080}
 
 # The graph as the settings define it, by the names the UI prints on the nodes: each table under
 # its parent, the first table under the API (an external asset).
-API_NODE = MISTRAL_AGENTS_API.key.path[-1]
+API_NODE = MISTRAL_AGENTS_API_KEY.path[-1]
 EXPECTED_NODES = {API_NODE, *(table.name for table in TABLES)}
 EXPECTED_EDGES = {(table.parent or API_NODE, table.name) for table in TABLES}
 EXPECTED_CHECKS = {

@@ -19,6 +19,7 @@ from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.source import make_pipeline
 from chat_agents_dagster.tables import DATASET_NAME, TABLES
 from chat_agents_dagster_tests.dagster_helpers import (
+    api_observations,
     check_results,
     definitions,
     materializations,
@@ -120,7 +121,7 @@ def test_a_rerun_on_postgres_merges_the_changes_and_marks_deletions(
     assert_equals_truth(pipeline, world)
     # Merged, not reloaded: only the new and the updated agents' details were written.
     assert materializations(second)["agent_detail"]["rows_loaded"] == 1 + len(updated)
-    assert materializations(second)["agents"]["agents_deleted"] == len(gone)
+    assert api_observations(second)[0]["agents_deleted"] == len(gone)
     assert new["id"] in {row[0] for row in current_rows(pipeline, "agents", "id")}
     for table, column in (
         ("agents", "id"),
