@@ -323,7 +323,8 @@ def chat_agents_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.As
     """All checks in one step and one warehouse connection, holding the run lock so that no load
     writes while they read; subsettable like the assets."""
     pipeline = make_pipeline()
-    with one_run_at_a_time(pipeline), pipeline.sql_client() as client:
+    holder = f"Dagster run {context.op_execution_context.run_id} (checks)"
+    with one_run_at_a_time(pipeline, holder), pipeline.sql_client() as client:
         sql, history = Sql(client), History(context.instance)
         for spec, run in CHECKS:
             if spec.key in context.selected_asset_check_keys:

@@ -6,7 +6,11 @@ rule, TID251, holds it to that).
 
 from chat_agents_dagster.source.api import ApiAuthError, ApiNotFoundError, api_outage
 from chat_agents_dagster.source.configuration import ChatAgentsConfigError
-from chat_agents_dagster.source.lock import one_run_at_a_time
+from chat_agents_dagster.source.lock import (
+    LOCK_TIMEOUT_VARIABLE,
+    RunLockTimeoutError,
+    one_run_at_a_time,
+)
 from chat_agents_dagster.source.pipeline import (
     DEFAULT_DUCKDB_FILE,
     DuckDbOutOfMemoryError,
@@ -26,11 +30,13 @@ __all__ = [
     "ALL_TABLES",
     "DEFAULT_DUCKDB_FILE",
     "FULL_REFRESH_VARIABLE",
+    "LOCK_TIMEOUT_VARIABLE",
     "ApiAuthError",
     "ApiNotFoundError",
     "ChatAgentsConfigError",
     "DuckDbOutOfMemoryError",
     "LoadReport",
+    "RunLockTimeoutError",
     "RunStats",
     "api_outage",
     "chat_agents_source",

@@ -91,17 +91,19 @@ def run_load(
     runner: Runner[T] = run_with_dlt,  # type: ignore[assignment]
     log: logging.Logger = logger,
     stats: RunStats | None = None,
+    holder: str = "chat-agents-load",
     **source_args: Any,
 ) -> LoadReport[T]:
     """One run of `pipeline` loading `tables` (all five by default); see the module docstring.
     `source_args` go to `chat_agents_source` (settings from configuration otherwise). `stats`,
-    when given, is filled as the run goes, so that a caller can report on a run that failed."""
+    when given, is filled as the run goes, so that a caller can report on a run that failed.
+    `holder` names this run to a run that waits for the lock."""
     selected = tuple(name for name in ALL_TABLES if name in set(tables))
     full_refresh = full_refresh_requested(full_refresh)
     stats = stats if stats is not None else RunStats()
     if full_refresh:
         log.warning("Full refresh: %s dropped and loaded again.", ", ".join(selected))
-    with one_run_at_a_time(pipeline), _explained(pipeline, full_refresh):
+    with one_run_at_a_time(pipeline, holder), _explained(pipeline, full_refresh):
         record = read_record(pipeline)
         duckdb = pipeline.destination.destination_name == "duckdb"
         source = chat_agents_source(

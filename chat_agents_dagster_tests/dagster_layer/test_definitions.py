@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from chat_agents_dagster.definitions import build_definitions
 from chat_agents_dagster.defs.deployment import DeploymentSettings
@@ -252,6 +253,11 @@ def test_every_job_runs_in_one_process_unless_the_deployment_asks_for_one_per_st
         ("CHAT_AGENTS_FRESHNESS_HOURS", "-3", "give a positive number of hours"),
         ("CHAT_AGENTS_FRESHNESS_HOURS", "soon", "give a positive number of hours"),
         ("CHAT_AGENTS_NIGHTLY_ENABLED", "maybe", "use true or false"),
+        ("CHAT_AGENTS_MAX_RUNTIME_SECONDS", "all night", "or 0 for no maximum"),
+        ("CHAT_AGENTS_OUTAGE_RETRIES", "-1", "give a whole number"),
+        ("CHAT_AGENTS_OUTAGE_RETRY_DELAY_SECONDS", "later", "or 0 for no wait"),
+        ("CHAT_AGENTS_FRESHNESS_SENSOR_INTERVAL_SECONDS", "0", "a positive number of seconds"),
+        ("CHAT_AGENTS_OWNERS", "platform", "give email addresses or team:<name>"),
     ],
 )
 def test_a_bad_deployment_variable_fails_the_load_naming_it(
@@ -260,3 +266,54 @@ def test_a_bad_deployment_variable_fails_the_load_naming_it(
     with pytest.raises(ValueError, match=says) as failure:
         DeploymentSettings.from_env({variable: value})
     assert variable in str(failure.value)
+
+
+def test_outage_retries_that_would_outlast_the_maximum_runtime_fail_the_load() -> None:
+    environment = {
+        "CHAT_AGENTS_MAX_RUNTIME_SECONDS": "3600",
+        "CHAT_AGENTS_OUTAGE_RETRIES": "4",
+        "CHAT_AGENTS_OUTAGE_RETRY_DELAY_SECONDS": "900",
+    }
+    with pytest.raises(ValueError, match="CHAT_AGENTS_OUTAGE_RETRIES=4") as failure:
+        DeploymentSettings.from_env(environment)
+    assert "CHAT_AGENTS_MAX_RUNTIME_SECONDS=3600" in str(failure.value)
+    # Within the bound, the same retries are accepted.
+    DeploymentSettings.from_env({**environment, "CHAT_AGENTS_OUTAGE_RETRY_DELAY_SECONDS": "600"})
+
+
+@pytest.mark.parametrize("shipped", ["dagster.yaml", "deploy/dagster.yaml"])
+def test_the_shipped_instance_monitors_runs_and_retries_crashed_runs_only(
+    shipped: str, tmp_path: Path
+) -> None:
+    """Read by Dagster itself, as a deployment would (deploy/dagster.yaml without its storage,
+    whose server the PostgreSQL tests provide)."""
+    settings = yaml.safe_load((REPO / shipped).read_text())
+    settings.pop("storage", None)
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    monitoring, retries = settings["run_monitoring"], settings["run_retries"]
+
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds == monitoring["start_timeout_seconds"]
+        assert instance.run_monitoring_max_runtime_seconds == monitoring["max_runtime_seconds"]
+        assert instance.run_retries_enabled
+        assert instance.run_retries_max_retries == retries["max_retries"] >= 1
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
+
+
+@pytest.mark.parametrize(
+    ("environment", "tag"),
+    # Six hours when unset, as docs/deployment.md says; any other bound as given.
+    [({}, str(6 * 3600)), ({"CHAT_AGENTS_MAX_RUNTIME_SECONDS": "7200"}, "7200")],
+)
+def test_the_job_carries_its_maximum_runtime_for_run_monitoring(
+    environment: dict[str, str], tag: str
+) -> None:
+    """Run monitoring (dagster.yaml) ends a run of the job that outlives `dagster/max_runtime`."""
+    defs = build_definitions(DeploymentSettings.from_env(environment))
+    assert defs.resolve_job_def("chat_agents_job").tags["dagster/max_runtime"] == tag
+
+
+def test_a_maximum_runtime_of_zero_leaves_the_job_without_its_own() -> None:
+    defs = build_definitions(DeploymentSettings.from_env({"CHAT_AGENTS_MAX_RUNTIME_SECONDS": "0"}))
+    assert "dagster/max_runtime" not in defs.resolve_job_def("chat_agents_job").tags
