@@ -17,7 +17,7 @@ import pytest
 
 from chat_agents_dagster.devtools import dg_dev
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # The location's name as the project declares it to dg; workspace.yaml gives it the same one.
 LOCATION_NAME = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"][
     "code_location_name"
