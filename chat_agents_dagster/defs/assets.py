@@ -81,7 +81,7 @@ def build_chat_agents_assets(
                 runner=through_dagster_dlt,
                 log=context.log,
                 stats=stats,
-                holder=f"Dagster run {context.run_id} (load)",
+                holder=f"Dagster run {context.run.run_id} (load)",
             )
         except Exception as error:
             # What the API answered is worth seeing most when the run failed (an outage's 503s).
