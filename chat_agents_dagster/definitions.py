@@ -8,6 +8,7 @@ import gc
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from chat_agents_dagster.defs.alerts import RESOURCE_KEY, alerts_resource, build_alert_sensors
 from chat_agents_dagster.defs.assets import build_chat_agents_assets
 from chat_agents_dagster.defs.checks import chat_agents_checks
 from chat_agents_dagster.defs.deployment import IN_PROCESS, DeploymentSettings
@@ -33,9 +34,10 @@ def build_definitions(settings: DeploymentSettings) -> dg.Definitions:
         jobs=[job],
         schedules=[build_nightly_schedule(settings, job)],
         sensors=[
-            build_freshness_sensor(job.name, [table_asset_key(t.name) for t in TABLES], settings)
+            build_freshness_sensor(job.name, [table_asset_key(t.name) for t in TABLES], settings),
+            *build_alert_sensors(settings.alerts),
         ],
-        resources={"dlt": DagsterDltResource()},
+        resources={"dlt": DagsterDltResource(), RESOURCE_KEY: alerts_resource(settings.alerts)},
         # The default of every job of the location, the asset jobs the UI builds included.
         executor=(
             dg.in_process_executor if settings.executor == IN_PROCESS else dg.multiprocess_executor

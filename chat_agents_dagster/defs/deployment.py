@@ -9,6 +9,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 NIGHTLY_CRON = "CHAT_AGENTS_NIGHTLY_CRON"
 TIMEZONE = "CHAT_AGENTS_TIMEZONE"
@@ -21,6 +22,14 @@ OWNERS = "CHAT_AGENTS_OWNERS"
 MAX_RUNTIME = "CHAT_AGENTS_MAX_RUNTIME_SECONDS"
 OUTAGE_RETRIES = "CHAT_AGENTS_OUTAGE_RETRIES"
 OUTAGE_RETRY_DELAY = "CHAT_AGENTS_OUTAGE_RETRY_DELAY_SECONDS"
+# Alert channels. The secrets (the webhook URLs, Slack's token) are only checked for presence
+# here; their values are read when an alert is sent.
+ALERT_WEBHOOK_URL = "CHAT_AGENTS_ALERT_WEBHOOK_URL"
+SLACK_TOKEN = "CHAT_AGENTS_SLACK_TOKEN"
+SLACK_CHANNEL = "CHAT_AGENTS_SLACK_CHANNEL"
+SLACK_API_URL = "CHAT_AGENTS_SLACK_API_URL"
+TEAMS_WEBHOOK_URL = "CHAT_AGENTS_TEAMS_WEBHOOK_URL"
+DAGSTER_URL = "CHAT_AGENTS_DAGSTER_URL"
 
 # A run is one op that loads and one that checks, one after the other: a process per step buys
 # no parallelism and costs a Python start and an import of dagster, dlt and this package each.
@@ -82,6 +91,58 @@ def _owners(env: Mapping[str, str]) -> tuple[str, ...]:
     return owners
 
 
+def _http_url(env: Mapping[str, str], name: str, default: str = "") -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DeploymentSettingError(
+            f"{name}={raw!r}: give an http(s) address, e.g. https://dagster.example.com."
+        )
+    return raw
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Which alert channels the environment configures (their secrets stay in it)."""
+
+    webhook: bool = False
+    slack: bool = False
+    slack_channel: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    teams: bool = False
+    # The Dagster UI's address, for links in the notifications; none without it.
+    dagster_url: str = ""
+
+    @property
+    def any(self) -> bool:
+        return self.webhook or self.slack or self.teams
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "AlertSettings":
+        slack = bool(env.get(SLACK_TOKEN, "").strip())
+        channel = env.get(SLACK_CHANNEL, "").strip()
+        if slack and not channel:
+            raise DeploymentSettingError(
+                f"{SLACK_TOKEN} is set but {SLACK_CHANNEL} is not: give the channel to post"
+                " alerts to (e.g. #data-platform), or unset the token."
+            )
+        if channel and not slack:
+            raise DeploymentSettingError(
+                f"{SLACK_CHANNEL}={channel!r} is set but {SLACK_TOKEN} is not: give the bot"
+                " token (xoxb-...) that may post there, or unset the channel."
+            )
+        return cls(
+            webhook=bool(env.get(ALERT_WEBHOOK_URL, "").strip()),
+            slack=slack,
+            slack_channel=channel,
+            slack_api_url=_http_url(env, SLACK_API_URL, cls.slack_api_url),
+            teams=bool(env.get(TEAMS_WEBHOOK_URL, "").strip()),
+            dagster_url=_http_url(env, DAGSTER_URL),
+        )
+
+
 @dataclass(frozen=True)
 class DeploymentSettings:
     nightly_cron: str = "0 2 * * *"
@@ -99,6 +160,7 @@ class DeploymentSettings:
     # load again this many times, this long apart; these waits count towards the max runtime.
     outage_retries: int = 3
     outage_retry_delay: timedelta = timedelta(minutes=15)
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "DeploymentSettings":
@@ -167,4 +229,5 @@ class DeploymentSettings:
             max_runtime=max_runtime,
             outage_retries=outage_retries,
             outage_retry_delay=outage_retry_delay,
+            alerts=AlertSettings.from_env(env),
         )

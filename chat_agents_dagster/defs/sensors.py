@@ -5,7 +5,9 @@ Staleness is computed from public instance APIs (the latest materialization of e
 against the same window as the assets' FreshnessPolicy, rather than from the freshness daemon's
 internal state records. An episode is the set of stale tables with the materializations they
 are stuck at; the run key is derived from it, so Dagster launches one run per episode however
-often the sensor ticks, and a new materialization starts a new episode.
+often the sensor ticks, and a new materialization starts a new episode. The sensor's cursor is
+the last episode it sent an alert for, so each episode alerts once; a failed delivery is logged on
+the tick and never holds back the catch-up run.
 """
 
 import hashlib
@@ -15,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from chat_agents_dagster.defs.alerts import AlertDeliveryError, ChatAgentsAlerts, stale_alert
 from chat_agents_dagster.defs.deployment import DeploymentSettings
 
 SENSOR_NAME = "chat_agents_freshness_sensor"
@@ -63,8 +66,8 @@ def build_freshness_sensor(
         description=f"One catch-up run when a table is older than {window} (its freshness window).",
     )
     def chat_agents_freshness_sensor(
-        context: dg.SensorEvaluationContext,
-    ) -> dg.RunRequest | dg.SkipReason:
+        context: dg.SensorEvaluationContext, chat_agents_alerts: ChatAgentsAlerts
+    ) -> dg.SensorResult | dg.SkipReason:
         stale, never = stale_assets(context.instance, keys, window, clock())
         if never:
             context.log.info(
@@ -79,9 +82,22 @@ def build_freshness_sensor(
             return dg.SkipReason(f"Every materialized table is within its {window} window.")
         why = ", ".join(f"{key.to_user_string()} last loaded {_when(ts)}" for key, ts in stale)
         context.log.info(f"Stale beyond {window}: {why}. Requesting one catch-up run.")
-        return dg.RunRequest(
-            run_key=episode_run_key(stale),
-            tags={"chat_agents/trigger": "freshness-catch-up"},
-        )
+        run_key = episode_run_key(stale)
+        request = dg.RunRequest(run_key=run_key, tags={"chat_agents/trigger": "freshness-catch-up"})
+        if chat_agents_alerts.configured and context.cursor != run_key:
+            alert = stale_alert(
+                job_name,
+                run_key,
+                [(key, _when(ts)) for key, ts in stale],
+                str(window),
+                chat_agents_alerts,
+            )
+            try:
+                context.log.info(
+                    f"Stale alert sent to {', '.join(chat_agents_alerts.send(alert))}."
+                )
+            except AlertDeliveryError as error:
+                context.log.error(str(error))
+        return dg.SensorResult(run_requests=[request], cursor=run_key)
 
     return chat_agents_freshness_sensor

@@ -150,7 +150,10 @@ def test_dg_checks_and_lists_the_project_and_sends_no_telemetry(tmp_path: Path) 
     }
     assert [job["name"] for job in listed["jobs"]] == ["chat_agents_job"]
     assert [schedule["name"] for schedule in listed["schedules"]] == ["chat_agents_nightly"]
-    assert [sensor["name"] for sensor in listed["sensors"]] == ["chat_agents_freshness_sensor"]
+    assert sorted(sensor["name"] for sensor in listed["sensors"]) == sorted(
+        sensor.name for sensor in build_definitions(DeploymentSettings()).sensors or []
+    )
+    assert len(listed["sensors"]) == 3  # freshness, run-failure alerts, WARN-check alerts
     # dg's telemetry follows the instance's (dagster.yaml: off): no telemetry log was written,
     # which is what Dagster uploads.
     assert telemetry_logs(home / ".dagster") == []

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from chat_agents_dagster.definitions import build_definitions
+from chat_agents_dagster.defs.alerts import RESOURCE_KEY, ChatAgentsAlerts
 from chat_agents_dagster.defs.deployment import DeploymentSettingError, DeploymentSettings
 from chat_agents_dagster.defs.schedules import build_chat_agents_job, build_nightly_schedule
 from chat_agents_dagster.defs.sensors import build_freshness_sensor
@@ -68,7 +69,9 @@ class Clock:
 
 
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    resources = {RESOURCE_KEY: ChatAgentsAlerts()}  # no channel: the sensor only asks for runs
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        data = sensor.evaluate_tick(context)
     return list(data.run_requests or [])
 
 
