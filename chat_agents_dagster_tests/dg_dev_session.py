@@ -32,7 +32,7 @@ TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 RUN_QUERY = """
 query Run($runId: ID!) { runOrError(runId: $runId) { __typename
-  ... on Run { runId status
+  ... on Run { runId status parentRunId tags { key value }
     stats { __typename ... on RunStatsSnapshot { enqueuedTime launchTime startTime endTime } } }
   ... on PythonError { message } } }
 """
@@ -134,6 +134,7 @@ def job_location(dev: DagsterDev) -> tuple[str, str]:
 def run_record(dev: DagsterDev, run_id: str) -> dict[str, Any]:
     run: dict[str, Any] = dev.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
     assert run["__typename"] == "Run", run
+    run["tags"] = {tag["key"]: tag["value"] for tag in run["tags"]}
     return run
 
 

@@ -12,7 +12,6 @@ receiver). Their resources and Teams cards are used as they are.
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import dagster as dg
 import requests
@@ -28,6 +27,7 @@ from chat_agents_dagster.defs.deployment import (
     SLACK_TOKEN,
     TEAMS_WEBHOOK_URL,
     AlertSettings,
+    is_http_url,
 )
 
 RESOURCE_KEY = "chat_agents_alerts"
@@ -61,8 +61,11 @@ class Alert:
     stale_assets: tuple[dict[str, str], ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
-    def text(self) -> str:
-        return "\n".join([self.title, *self.lines, *([self.url] if self.url else [])])
+    def text(self, link: str = "{url}") -> str:
+        """Title, lines and the link, written as `link` (a channel's markup) says."""
+        return "\n".join(
+            [self.title, *self.lines, *([link.format(url=self.url)] if self.url else [])]
+        )
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -156,9 +159,8 @@ class ChatAgentsAlerts(dg.ConfigurableResource):
 
     def _post_slack(self, alert: Alert) -> None:
         assert self.slack
-        text = alert.text() if not alert.url else alert.text().replace(alert.url, f"<{alert.url}>")
         self.slack.get_client().chat_postMessage(
-            channel=self.slack.channel, text=text, unfurl_links=False
+            channel=self.slack.channel, text=alert.text("<{url}>"), unfurl_links=False
         )
 
     def _post_teams(self, alert: Alert) -> None:
@@ -167,12 +169,7 @@ class ChatAgentsAlerts(dg.ConfigurableResource):
         client = self.teams.get_client()
         # Office 365 connector webhooks take the legacy card; Workflows webhooks an adaptive one.
         card = Card() if client.is_legacy_webhook() else AdaptiveCard()
-        text = (
-            alert.text()
-            if not alert.url
-            else alert.text().replace(alert.url, f"[{alert.url}]({alert.url})")
-        )
-        card.add_attachment(text_message=text)
+        card.add_attachment(text_message=alert.text("[{url}]({url})"))
         client.post_message(card.payload)
 
 
@@ -181,8 +178,7 @@ class _Refused(Exception):
 
 
 def _require_http_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(url):
         raise _Refused("is not an http(s) URL with a host; set the variable to the full address")
 
 

@@ -91,12 +91,16 @@ def _owners(env: Mapping[str, str]) -> tuple[str, ...]:
     return owners
 
 
+def is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _http_url(env: Mapping[str, str], name: str, default: str = "") -> str:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(raw):
         raise DeploymentSettingError(
             f"{name}={raw!r}: give an http(s) address, e.g. https://dagster.example.com."
         )

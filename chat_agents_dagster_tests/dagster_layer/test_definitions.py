@@ -141,7 +141,8 @@ def test_dg_checks_and_lists_the_project_and_sends_no_telemetry(tmp_path: Path) 
     assert "All definitions loaded successfully" in dg_run("check", "defs")
     listed = json.loads(dg_run("list", "defs", "--json"))
 
-    graph = build_definitions(DeploymentSettings()).resolve_asset_graph()
+    defs = build_definitions(DeploymentSettings())
+    graph = defs.resolve_asset_graph()
     assert {asset["asset_key"] for asset in listed["assets"]} == {
         key.to_user_string() for key in graph.get_all_asset_keys()
     }
@@ -151,7 +152,7 @@ def test_dg_checks_and_lists_the_project_and_sends_no_telemetry(tmp_path: Path) 
     assert [job["name"] for job in listed["jobs"]] == ["chat_agents_job"]
     assert [schedule["name"] for schedule in listed["schedules"]] == ["chat_agents_nightly"]
     assert sorted(sensor["name"] for sensor in listed["sensors"]) == sorted(
-        sensor.name for sensor in build_definitions(DeploymentSettings()).sensors or []
+        sensor.name for sensor in defs.sensors or []
     )
     assert len(listed["sensors"]) == 3  # freshness, run-failure alerts, WARN-check alerts
     # dg's telemetry follows the instance's (dagster.yaml: off): no telemetry log was written,
@@ -175,7 +176,8 @@ def test_dagster_itself_validates_the_workspace(isolated: Path) -> None:
 
 
 def test_every_table_is_one_asset_with_its_real_lineage() -> None:
-    graph = build_definitions(DeploymentSettings()).resolve_asset_graph()
+    defs = build_definitions(DeploymentSettings())
+    graph = defs.resolve_asset_graph()
     parents = {key: set(graph.get(key).parent_keys) for key in graph.get_all_asset_keys()}
 
     assert parents == {

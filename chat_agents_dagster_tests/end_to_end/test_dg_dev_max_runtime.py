@@ -32,6 +32,7 @@ from chat_agents_dagster_tests.dg_dev_session import (
     dagster_dev,
     job_location,
     run_errors,
+    run_record,
     wait_for_end,
     wait_for_runs,
     wait_until_serving,
@@ -54,11 +55,6 @@ POLL_INTERVAL_S = 2
 # within about 20 s; the retry daemon consumes failures every 5 s.
 NOTICE_TIMEOUT = 120.0
 
-RUN_QUERY = """
-query Run($runId: ID!) { runOrError(runId: $runId) { __typename
-  ... on Run { runId status parentRunId tags { key value }
-    stats { ... on RunStatsSnapshot { enqueuedTime launchTime startTime endTime } } } } }
-"""
 EVENTS_QUERY = """
 query Events($runId: ID!) { logsForRun(runId: $runId) { __typename
   ... on EventConnection { events { __typename ... on MessageEvent { message timestamp } } } } }
@@ -68,13 +64,6 @@ CHECKS_QUERY = """
     assetChecksOrError { ... on AssetChecks { checks { name
       executionForLatestMaterialization { runId status } } } } } }
 """
-
-
-def run_of(dev: DagsterDev, run_id: str) -> dict[str, Any]:
-    run: dict[str, Any] = dev.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
-    assert run["__typename"] == "Run", run
-    run["tags"] = {tag["key"]: tag["value"] for tag in run["tags"]}
-    return run
 
 
 def events_of(dev: DagsterDev, run_id: str) -> list[tuple[str, str, float]]:
@@ -110,7 +99,7 @@ def retry_of(dev: DagsterDev, run_id: str) -> str:
         wait_for(
             f"no automatic retry of {run_id}",
             dev,
-            lambda: run_of(dev, run_id)["tags"].get("dagster/auto_retry_run_id"),
+            lambda: run_record(dev, run_id)["tags"].get("dagster/auto_retry_run_id"),
         )
     )
 
@@ -232,7 +221,7 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
         # Ended without a failure reason, so run retries treat it as a crash: launched again.
         retry = retry_of(dev, crawling)
         [retried] = wait_for_runs(dev, [retry], RUN_TIMEOUT)
-        run = run_of(dev, retry)
+        run = run_record(dev, retry)
         assert run["parentRunId"] == crawling and run["tags"]["dagster/retry_number"] == "1"
         assert run["tags"]["dagster/max_runtime"] == str(MAX_RUNTIME_S)
         # The ended run committed nothing; the retry loaded the whole night, exact, checks passed.
@@ -274,7 +263,7 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
         [crashed] = wait_for_end(dev, [crashing], NOTICE_TIMEOUT)
         sandbox.config.latency_s = 0.0
         assert crashed["status"] == "FAILURE"
-        assert "dagster/failure_reason" not in run_of(dev, crashing)["tags"]
+        assert "dagster/failure_reason" not in run_record(dev, crashing)["tags"]
         retry = retry_of(dev, crashing)
         [after_crash] = wait_for_runs(dev, [retry], RUN_TIMEOUT)
         assert recorded_loads(database) == loads_before + 1
@@ -297,7 +286,7 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
             dev,
             lambda: first_event(dev, refused, "EngineEvent", "Not retrying run"),
         )
-        tags = run_of(dev, refused)["tags"]
+        tags = run_record(dev, refused)["tags"]
         assert tags["dagster/failure_reason"] == "STEP_FAILURE"
         assert tags["dagster/will_retry"] == "false"
         assert "dagster/auto_retry_run_id" not in tags
