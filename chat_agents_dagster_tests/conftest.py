@@ -12,8 +12,22 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import URL, make_url
 
+from chat_agents_dagster.defs.deployment import (
+    ALERT_WEBHOOK_URL,
+    DAGSTER_URL,
+    SLACK_API_URL,
+    SLACK_CHANNEL,
+    SLACK_TOKEN,
+    TEAMS_WEBHOOK_URL,
+)
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
 from chat_agents_dagster_tests.helpers import API_KEY, isolate_environment, point_at
+from chat_agents_dagster_tests.receiver import (
+    SLACK_API_PATH,
+    TEAMS_PATH,
+    WEBHOOK_PATH,
+    Receiver,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +144,22 @@ def world_server(
     server = start_sandbox(World.generate(agents=40, seed=21, max_versions=3, max_aliases=3))
     point_at(server, monkeypatch.setenv)
     return server
+
+
+SLACK_TEST_TOKEN = "xoxb-test-slack-token-recognisable"
+DAGSTER_TEST_URL = "http://dagster.example.test:3000"
+
+
+@pytest.fixture
+def alert_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A receiver on loopback, with the environment configuring all three alert channels to
+    post to it and the Dagster UI's address set for links."""
+    receiver = Receiver(slack_token=SLACK_TEST_TOKEN).start()
+    monkeypatch.setenv(ALERT_WEBHOOK_URL, receiver.url(WEBHOOK_PATH))
+    monkeypatch.setenv(SLACK_TOKEN, SLACK_TEST_TOKEN)
+    monkeypatch.setenv(SLACK_CHANNEL, "#data-platform")
+    monkeypatch.setenv(SLACK_API_URL, receiver.url(SLACK_API_PATH))
+    monkeypatch.setenv(TEAMS_WEBHOOK_URL, receiver.url(TEAMS_PATH))
+    monkeypatch.setenv(DAGSTER_URL, DAGSTER_TEST_URL)
+    yield receiver
+    receiver.stop()

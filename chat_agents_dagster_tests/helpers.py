@@ -27,6 +27,10 @@ TEST_ENV = {
 }
 
 
+# The variables that steer the test run itself, not the code under test.
+TEST_SWITCHES = ("CHAT_AGENTS_TEST_", "CHAT_AGENTS_REQUIRE_", "CHAT_AGENTS_SAVE_SCREENSHOTS")
+
+
 def isolate_environment(
     directory: Path,
     setenv: Callable[[str, str], None],
@@ -38,6 +42,10 @@ def isolate_environment(
         if name.startswith(("SOURCES__", "DESTINATION", "DLT_", "PIPELINES__")) or name in (
             "MISTRAL_API_KEY",
         ):
+            delenv(name, raising=False)
+        # A developer's deployment settings (alert channels, owners, a schedule) are not the
+        # shipped ones; the tests' own switches stay.
+        if name.startswith("CHAT_AGENTS_") and not name.startswith(TEST_SWITCHES):
             delenv(name, raising=False)
     for name, value in TEST_ENV.items():
         setenv(name, value)

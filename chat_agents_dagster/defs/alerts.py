@@ -11,7 +11,7 @@ receiver). Their resources and Teams cards are used as they are.
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import requests
@@ -29,6 +29,10 @@ from chat_agents_dagster.defs.deployment import (
     AlertSettings,
     is_http_url,
 )
+
+if TYPE_CHECKING:
+    # A step failure's error; dagster does not export the name.
+    from dagster._utils.error import SerializableErrorInfo
 
 RESOURCE_KEY = "chat_agents_alerts"
 RUN_FAILURE_SENSOR = "chat_agents_run_failure_alerts"
@@ -252,6 +256,15 @@ def _failed_checks(
     return tuple(failed)
 
 
+def _root_cause(error: "SerializableErrorInfo | None") -> str:
+    """The innermost error's message: Dagster wraps what failed in the step ("Error occurred
+    while executing op ...") and dlt in its pipeline step; the cause says what to change."""
+    message = ""
+    while error is not None:
+        message, error = error.message, error.cause or error.context
+    return message.strip()
+
+
 def _check_lines(checks: Sequence[dict[str, str]]) -> list[str]:
     return [
         f"Check {check['asset']} {check['check']} failed ({check['severity']}):"
@@ -265,9 +278,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: ChatAgentsAle
     steps = tuple(
         {
             "step": event.step_key or "",
-            "error": (
-                event.step_failure_data.error.message if event.step_failure_data.error else ""
-            ).strip()[:ERROR_CHARS],
+            "error": _root_cause(event.step_failure_data.error)[:ERROR_CHARS],
         }
         for event in context.get_step_failure_events()
     )
@@ -344,6 +355,8 @@ def build_alert_sensors(settings: AlertSettings) -> list[dg.SensorDefinition]:
     included); running by default once a channel is configured."""
     status = dg.DefaultSensorStatus.RUNNING if settings.any else dg.DefaultSensorStatus.STOPPED
 
+    # Each returns None: a run-status sensor that returns a value stops its tick at that run,
+    # leaving the other runs that ended since the last tick to later ticks.
     @dg.run_failure_sensor(
         name=RUN_FAILURE_SENSOR,
         default_status=status,
@@ -351,11 +364,12 @@ def build_alert_sensors(settings: AlertSettings) -> list[dg.SensorDefinition]:
     )
     def chat_agents_run_failure_alerts(
         context: dg.RunFailureSensorContext, chat_agents_alerts: ChatAgentsAlerts
-    ) -> dg.SkipReason:
+    ) -> None:
         if not chat_agents_alerts.configured:
-            return dg.SkipReason("No alert channel is configured.")
+            context.log.info("No alert channel is configured.")
+            return
         reached = chat_agents_alerts.send(run_failure_alert(context, chat_agents_alerts))
-        return dg.SkipReason(f"Sent to {', '.join(reached)}.")
+        context.log.info(f"Run {context.dagster_run.run_id}: sent to {', '.join(reached)}.")
 
     @dg.run_status_sensor(
         name=CHECK_WARNING_SENSOR,
@@ -366,13 +380,15 @@ def build_alert_sensors(settings: AlertSettings) -> list[dg.SensorDefinition]:
     )
     def chat_agents_check_warning_alerts(
         context: dg.RunStatusSensorContext, chat_agents_alerts: ChatAgentsAlerts
-    ) -> dg.SkipReason:
-        if not chat_agents_alerts.configured:
-            return dg.SkipReason("No alert channel is configured.")
+    ) -> None:
+        run_id = context.dagster_run.run_id
         alert = check_warning_alert(context, chat_agents_alerts)
         if alert is None:
-            return dg.SkipReason(f"Every WARN check of run {context.dagster_run.run_id} passed.")
-        reached = chat_agents_alerts.send(alert)
-        return dg.SkipReason(f"Sent to {', '.join(reached)}.")
+            context.log.info(f"Every WARN check of run {run_id} passed.")
+        elif not chat_agents_alerts.configured:
+            context.log.info("No alert channel is configured.")
+        else:
+            reached = chat_agents_alerts.send(alert)
+            context.log.info(f"Run {run_id}: sent to {', '.join(reached)}.")
 
     return [chat_agents_run_failure_alerts, chat_agents_check_warning_alerts]

@@ -27,6 +27,11 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def hours(window: timedelta) -> str:
+    """`26 h` rather than timedelta's `1 day, 2:00:00`."""
+    return f"{window.total_seconds() / 3600:g} h"
+
+
 def stale_assets(
     instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], window: timedelta, now: float
 ) -> tuple[list[tuple[dg.AssetKey, float]], list[dg.AssetKey]]:
@@ -57,13 +62,14 @@ def build_freshness_sensor(
     if not settings.freshness_sensor_enabled:
         status = dg.DefaultSensorStatus.STOPPED
     window = settings.freshness_window
+    label = hours(window)
 
     @dg.sensor(
         name=SENSOR_NAME,
         job_name=job_name,
         minimum_interval_seconds=settings.freshness_sensor_interval_seconds,
         default_status=status,
-        description=f"One catch-up run when a table is older than {window} (its freshness window).",
+        description=f"One catch-up run when a table is older than {label} (its freshness window).",
     )
     def chat_agents_freshness_sensor(
         context: dg.SensorEvaluationContext, chat_agents_alerts: ChatAgentsAlerts
@@ -79,9 +85,9 @@ def build_freshness_sensor(
                 return dg.SkipReason(
                     "No table is materialized yet; the nightly schedule loads them."
                 )
-            return dg.SkipReason(f"Every materialized table is within its {window} window.")
+            return dg.SkipReason(f"Every materialized table is within its {label} window.")
         why = ", ".join(f"{key.to_user_string()} last loaded {_when(ts)}" for key, ts in stale)
-        context.log.info(f"Stale beyond {window}: {why}. Requesting one catch-up run.")
+        context.log.info(f"Stale beyond {label}: {why}. Requesting one catch-up run.")
         run_key = episode_run_key(stale)
         request = dg.RunRequest(run_key=run_key, tags={"chat_agents/trigger": "freshness-catch-up"})
         if chat_agents_alerts.configured and context.cursor != run_key:
@@ -89,7 +95,7 @@ def build_freshness_sensor(
                 job_name,
                 run_key,
                 [(key, _when(ts)) for key, ts in stale],
-                str(window),
+                label,
                 chat_agents_alerts,
             )
             try:
