@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +174,21 @@ def wait_for_runs(dev: DagsterDev, run_ids: list[str], timeout: float) -> list[d
             f"run {run['runId']} ended {run['status']}:\n{run_errors(dev, run['runId'])}"
         )
     return runs
+
+
+def wait_for(what: str, dev: DagsterDev, found: Callable[[], Any], timeout: float) -> Any:
+    """`found()` once it is truthy; fails, saying `what` never came, after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s\n{dev.log_tail()}")
+        time.sleep(0.2)
+    return value
+
+
+def without_dg_telemetry(env: dict[str, str], directory: Path) -> None:
+    """dg's telemetry off, by a dg.toml of the test's own, with a home of its own in which any
+    telemetry log written would show."""
+    dg_config = directory / "dg.toml"
+    dg_config.write_text("[cli.telemetry]\nenabled = false\n")
+    env.update(HOME=str(directory / "home"), DG_CLI_CONFIG=str(dg_config))

@@ -360,6 +360,7 @@ def build_alert_sensors(settings: AlertSettings) -> list[dg.SensorDefinition]:
     @dg.run_failure_sensor(
         name=RUN_FAILURE_SENSOR,
         default_status=status,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
         description="One notification per failed run of this location's jobs.",
     )
     def chat_agents_run_failure_alerts(
@@ -375,6 +376,7 @@ def build_alert_sensors(settings: AlertSettings) -> list[dg.SensorDefinition]:
         name=CHECK_WARNING_SENSOR,
         run_status=dg.DagsterRunStatus.SUCCESS,
         default_status=status,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
         description="One notification per successful run whose WARN checks failed (a failed"
         " run's checks are in its failure notification).",
     )

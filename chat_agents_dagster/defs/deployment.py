@@ -30,6 +30,7 @@ SLACK_CHANNEL = "CHAT_AGENTS_SLACK_CHANNEL"
 SLACK_API_URL = "CHAT_AGENTS_SLACK_API_URL"
 TEAMS_WEBHOOK_URL = "CHAT_AGENTS_TEAMS_WEBHOOK_URL"
 DAGSTER_URL = "CHAT_AGENTS_DAGSTER_URL"
+ALERT_SENSOR_INTERVAL = "CHAT_AGENTS_ALERT_SENSOR_INTERVAL_SECONDS"
 
 # A run is one op that loads and one that checks, one after the other: a process per step buys
 # no parallelism and costs a Python start and an import of dagster, dlt and this package each.
@@ -118,6 +119,8 @@ class AlertSettings:
     teams: bool = False
     # The Dagster UI's address, for links in the notifications; none without it.
     dagster_url: str = ""
+    # How often the run-failure and WARN-check sensors look for ended runs: an alert's delay.
+    sensor_interval_seconds: int = 30
 
     @property
     def any(self) -> bool:
@@ -144,6 +147,9 @@ class AlertSettings:
             slack_api_url=_http_url(env, SLACK_API_URL, cls.slack_api_url),
             teams=bool(env.get(TEAMS_WEBHOOK_URL, "").strip()),
             dagster_url=_http_url(env, DAGSTER_URL),
+            sensor_interval_seconds=int(
+                _seconds(env, ALERT_SENSOR_INTERVAL, cls.sensor_interval_seconds)
+            ),
         )
 
 

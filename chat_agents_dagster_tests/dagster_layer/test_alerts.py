@@ -27,6 +27,7 @@ from chat_agents_dagster.defs.alerts import (
     ChatAgentsAlerts,
 )
 from chat_agents_dagster.defs.deployment import (
+    ALERT_SENSOR_INTERVAL,
     ALERT_WEBHOOK_URL,
     SLACK_CHANNEL,
     SLACK_TOKEN,
@@ -162,11 +163,16 @@ def server(
 def test_alerts_are_off_until_a_channel_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     off = definitions(alerts=AlertSettings.from_env(os.environ))
     monkeypatch.setenv(ALERT_WEBHOOK_URL, "https://hooks.example.test/secret-path")
+    monkeypatch.setenv(ALERT_SENSOR_INTERVAL, "5")
     on = alert_definitions()
 
     for name in (RUN_FAILURE_SENSOR, CHECK_WARNING_SENSOR):
         assert off.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.STOPPED
         assert on.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+        assert off.resolve_sensor_def(name).minimum_interval_seconds == (
+            AlertSettings().sensor_interval_seconds
+        )
+        assert on.resolve_sensor_def(name).minimum_interval_seconds == 5
     assert not alerts_of(off).configured and alerts_of(on).configured
     # The freshness sensor asks for catch-up runs either way.
     for defs in (off, on):

@@ -32,6 +32,7 @@ from chat_agents_dagster_tests.dg_dev_session import (
     temporary_instance_dir,
     wait_for_runs,
     wait_until_serving,
+    without_dg_telemetry,
 )
 from chat_agents_dagster_tests.helpers import point_at, telemetry_logs
 
@@ -144,11 +145,9 @@ def test_dg_dev_runs_the_job_with_lineage_checks_and_pool(
     env["CHAT_AGENTS_NIGHTLY_ENABLED"] = "false"
     env["PYTHONUNBUFFERED"] = "1"  # the log files are what a failure message shows
     # With no DAGSTER_HOME, dg's telemetry is off only by a user's dg.toml (dg reads none from
-    # pyproject.toml); a home of the test's own shows whether any telemetry log was written.
+    # pyproject.toml).
+    without_dg_telemetry(env, tmp_path)
     home = tmp_path / "home"
-    dg_config = tmp_path / "dg.toml"
-    dg_config.write_text("[cli.telemetry]\nenabled = false\n")
-    env.update(HOME=str(home), DG_CLI_CONFIG=str(dg_config))
 
     clock = time.monotonic()
     with dagster_dev(env, tmp_path) as dev:

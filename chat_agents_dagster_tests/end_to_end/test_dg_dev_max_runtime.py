@@ -13,7 +13,6 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -33,9 +32,11 @@ from chat_agents_dagster_tests.dg_dev_session import (
     job_location,
     run_errors,
     run_record,
+    wait_for,
     wait_for_end,
     wait_for_runs,
     wait_until_serving,
+    without_dg_telemetry,
 )
 from chat_agents_dagster_tests.helpers import point_at
 from chat_agents_dagster_tests.warehouse import assert_equals_truth
@@ -83,16 +84,6 @@ def first_event(
     return found[0] if found else None
 
 
-def wait_for(what: str, dev: DagsterDev, found: Callable[[], Any]) -> Any:
-    """`found()` once it is truthy; fails, saying `what` never came, after NOTICE_TIMEOUT."""
-    deadline = time.monotonic() + NOTICE_TIMEOUT
-    while not (value := found()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {NOTICE_TIMEOUT:.0f} s\n{dev.log_tail()}")
-        time.sleep(0.2)
-    return value
-
-
 def retry_of(dev: DagsterDev, run_id: str) -> str:
     """The run Dagster's run retries launched for `run_id`, once they have."""
     return str(
@@ -100,6 +91,7 @@ def retry_of(dev: DagsterDev, run_id: str) -> str:
             f"no automatic retry of {run_id}",
             dev,
             lambda: run_record(dev, run_id)["tags"].get("dagster/auto_retry_run_id"),
+            NOTICE_TIMEOUT,
         )
     )
 
@@ -110,6 +102,7 @@ def worker_pid(dev: DagsterDev, run_id: str) -> int:
         f"run {run_id} has no worker process",
         dev,
         lambda: first_event(dev, run_id, "EngineEvent", "Started process for run (pid: "),
+        NOTICE_TIMEOUT,
     )
     found = re.search(r"\(pid: (\d+)\)", event[1])
     assert found, event
@@ -177,9 +170,7 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
         RUNTIME__REQUEST_TIMEOUT=str(REQUEST_TIMEOUT_S),
         PYTHONUNBUFFERED="1",
     )
-    dg_config = tmp_path / "dg.toml"
-    dg_config.write_text("[cli.telemetry]\nenabled = false\n")
-    env.update(HOME=str(tmp_path / "home"), DG_CLI_CONFIG=str(dg_config))
+    without_dg_telemetry(env, tmp_path)
 
     with dagster_dev(env, tmp_path) as dev:
         wait_until_serving(dev)
@@ -216,6 +207,7 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
             lambda: first_event(
                 dev, crawling, "EngineEvent", f"Process for run exited (pid: {pid}"
             ),
+            NOTICE_TIMEOUT,
         )
 
         # Ended without a failure reason, so run retries treat it as a crash: launched again.
@@ -258,7 +250,12 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
         loads_before, requests_before = recorded_loads(database), sandbox.stats.total()
         crashing = submit()
         pid = worker_pid(dev, crashing)
-        wait_for("the run made no request", dev, lambda: sandbox.stats.total() > requests_before)
+        wait_for(
+            "the run made no request",
+            dev,
+            lambda: sandbox.stats.total() > requests_before,
+            NOTICE_TIMEOUT,
+        )
         os.kill(pid, signal.SIGKILL)
         [crashed] = wait_for_end(dev, [crashing], NOTICE_TIMEOUT)
         sandbox.config.latency_s = 0.0
@@ -285,6 +282,7 @@ def test_dg_dev_ends_a_run_past_its_maximum_runtime_and_retries_crashes_not_fail
             "the retry daemon never judged the refused run",
             dev,
             lambda: first_event(dev, refused, "EngineEvent", "Not retrying run"),
+            NOTICE_TIMEOUT,
         )
         tags = run_record(dev, refused)["tags"]
         assert tags["dagster/failure_reason"] == "STEP_FAILURE"
