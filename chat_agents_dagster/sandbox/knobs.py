@@ -1,5 +1,5 @@
 """Misbehaviour state shared by all request threads: injected failures, one-shot hooks, the
-rate-limit window and the fault rng."""
+fault rng, and each workspace's rate-limit window."""
 
 import email.utils
 import math
@@ -46,7 +46,6 @@ class Knobs:
         self._lock = threading.Lock()
         self._failures: list[Failure] = []
         self._hooks: list[tuple[str, Hook]] = []
-        self._window: deque[float] = deque()
         self._rng = random.Random(seed)
 
     def add_failure(self, failure: Failure) -> None:
@@ -78,6 +77,22 @@ class Knobs:
             self._hooks = [(r, hook) for r, hook in self._hooks if r != route]
             return taken
 
+    def fault(self, rate: float) -> int | None:
+        if rate <= 0.0:
+            return None
+        with self._lock:
+            if self._rng.random() >= rate:
+                return None
+            return self._rng.choice(_FAULT_STATUSES)
+
+
+class RateWindow:
+    """One workspace's requests in the last second: Mistral's rate limits are per workspace."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window: deque[float] = deque()
+
     def admit(self, rps_limit: float | None) -> float | None:
         """None if the request fits in the sliding one-second window, else seconds to wait.
         Only admitted requests occupy the window, so a client that backs off gets through."""
@@ -89,11 +104,3 @@ class Knobs:
                 return self._window[0] + 1.0 - now
             self._window.append(now)
             return None
-
-    def fault(self, rate: float) -> int | None:
-        if rate <= 0.0:
-            return None
-        with self._lock:
-            if self._rng.random() >= rate:
-                return None
-            return self._rng.choice(_FAULT_STATUSES)

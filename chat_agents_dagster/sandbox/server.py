@@ -4,7 +4,7 @@ import hmac
 import logging
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from chat_agents_dagster.sandbox import routes
 from chat_agents_dagster.sandbox.config import SandboxConfig
 from chat_agents_dagster.sandbox.handler import SandboxHTTPServer
-from chat_agents_dagster.sandbox.knobs import Failure, Hook, Knobs, retry_after
+from chat_agents_dagster.sandbox.knobs import Failure, Hook, Knobs, RateWindow, retry_after
 from chat_agents_dagster.sandbox.responses import (
     Reply,
     injected,
@@ -33,8 +33,21 @@ def _authorized(header: str | None, api_key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), api_key)
 
 
+@dataclass
+class Workspace:
+    """A Mistral workspace: its agents, and its own rate-limit window."""
+
+    world: World
+    window: RateWindow = field(default_factory=RateWindow)
+
+
 class SandboxServer:
     """A Mistral-compatible Agents API over loopback, serving `world` as `config` dictates.
+
+    `world` is the workspace of `config.api_key`; `add_workspace` adds another, with its own key:
+    as with Mistral's keys, a key sees only its workspace's agents, and `config.rps_limit` holds
+    for each workspace apart. Failures injected by `fail_next` and the like hit whichever
+    workspace's request comes next.
 
     Binds on construction (port 0 picks a free one); `start()` serves from a daemon thread and
     `stop()` also closes idle keep-alive connections. `config` may be changed while running.
@@ -49,6 +62,8 @@ class SandboxServer:
     ) -> None:
         self.world = world
         self.config = config if config is not None else SandboxConfig()
+        self._default = Workspace(world)
+        self._workspaces: dict[str, Workspace] = {}
         self.stats = Stats()
         self._knobs = Knobs(self.config.seed)
         self._stopping = threading.Event()  # releases connections held by hang_next
@@ -102,6 +117,12 @@ class SandboxServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def add_workspace(self, api_key: str, world: World) -> None:
+        """Serve `world` to requests bearing `api_key` (while `config.api_key` is set)."""
+        if api_key == self.config.api_key or api_key in self._workspaces:
+            raise ValueError("each workspace needs a key of its own")
+        self._workspaces[api_key] = Workspace(world)
 
     def fail_next(
         self,
@@ -188,20 +209,20 @@ class SandboxServer:
         body: bytes,
     ) -> Reply:
         config = self.config
-        if config.api_key is not None and not _authorized(authorization, config.api_key):
+        workspace = self._workspace(authorization)
+        if workspace is None:
             return unauthorized()
+        world = workspace.world
         failure = self._knobs.take_failure(found.template)
         if failure is not None and failure.hang_s is not None:
             return Reply(0, hold_s=failure.hang_s)
         if failure is not None and failure.cut_fraction is not None:
-            reply = routes.answer(
-                found, routes.Request(found.params, query, body, self.world, config)
-            )
+            reply = routes.answer(found, routes.Request(found.params, query, body, world, config))
             return replace(reply, cut_at=int(len(reply.body) * failure.cut_fraction))
         if failure is not None:
             wait = retry_after(failure.retry_after_s, config.retry_after_format)
             return injected(failure.status, failure.headers, failure.body, wait)
-        wait_s = self._knobs.admit(config.rps_limit)
+        wait_s = workspace.window.admit(config.rps_limit)
         if wait_s is not None:
             return rate_limited(retry_after(wait_s, config.retry_after_format))
         fault = self._knobs.fault(config.fault_rate) if method == "GET" else None
@@ -211,8 +232,19 @@ class SandboxServer:
             time.sleep(config.latency_s)
         for hook in self._knobs.take_hooks(found.template):
             hook(self, dict(found.params))
-        request = routes.Request(found.params, query, body, self.world, config)
+        request = routes.Request(found.params, query, body, world, config)
         return routes.answer(found, request)
+
+    def _workspace(self, authorization: str | None) -> Workspace | None:
+        """The workspace whose key the request bears; None: refused."""
+        if self.config.api_key is None:
+            return self._default
+        if _authorized(authorization, self.config.api_key):
+            return self._default
+        for key, workspace in self._workspaces.items():
+            if _authorized(authorization, key):
+                return workspace
+        return None
 
     def _admin(self, method: str, path: str) -> Reply:
         if (method, path) == ("GET", "/_sandbox/stats"):

@@ -336,6 +336,40 @@ def test_auth_is_required(server: SandboxServer) -> None:
     assert requests.get(url).status_code == 200
 
 
+def test_each_key_sees_only_its_own_workspace(server: SandboxServer) -> None:
+    other = World.generate(agents=5, seed=11, max_versions=2)
+    server.add_workspace("sandbox-key-eu", other)
+
+    def listing(key: str) -> list[str]:
+        answer = requests.get(
+            f"{server.base_url}/agents",
+            params={"page_size": 100},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert answer.status_code == 200, answer.text
+        return sorted(agent["id"] for agent in answer.json())
+
+    assert listing(KEY) == sorted(ids(server.world.agents()))
+    assert listing("sandbox-key-eu") == sorted(ids(other.agents()))
+    assert not set(listing(KEY)) & set(listing("sandbox-key-eu"))
+    # An agent of one workspace is not found with the other's key.
+    foreign = other.agents()[0]["id"]
+    answer = requests.get(f"{server.base_url}/agents/{foreign}", headers=AUTH)
+    assert answer.status_code == 404
+    with pytest.raises(ValueError, match="key of its own"):
+        server.add_workspace(KEY, other)
+
+
+def test_the_rate_limit_holds_per_workspace() -> None:
+    with serve(rps_limit=2) as server:
+        server.add_workspace("sandbox-key-eu", World.generate(agents=3, seed=2))
+        url = f"{server.base_url}/agents"
+        eu = {"Authorization": "Bearer sandbox-key-eu"}
+        assert [requests.get(url, headers=AUTH).status_code for _ in range(3)][-1] == 429
+        # The other workspace's quota is untouched by the first one's burst.
+        assert [requests.get(url, headers=eu).status_code for _ in range(2)] == [200, 200]
+
+
 @pytest.mark.parametrize(
     ("path", "param", "value", "kind", "ctx"),
     [
