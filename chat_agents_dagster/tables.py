@@ -12,6 +12,11 @@ from dataclasses import dataclass
 SOURCE_NAME = "chat_agents_source"
 PIPELINE_NAME = "chat_agents_pipeline"
 DATASET_NAME = "chat_agents_data"
+# Every row says which Mistral workspace it came from, and the workspace leads every key and
+# reference: the tables hold every workspace, and a query across them is one query. The
+# workspace a single key loads, unless configured otherwise.
+WORKSPACE = "workspace"
+DEFAULT_WORKSPACE = "default"
 
 
 @dataclass(frozen=True)
@@ -23,8 +28,10 @@ class Reference:
     table_columns: tuple[str, ...]
 
 
-AGENT_REFERENCE = Reference(("agent_id",), "agents", ("id",))
-VERSION_REFERENCE = Reference(("agent_id", "version"), "agent_versions", ("agent_id", "version"))
+AGENT_REFERENCE = Reference((WORKSPACE, "agent_id"), "agents", (WORKSPACE, "id"))
+VERSION_REFERENCE = Reference(
+    (WORKSPACE, "agent_id", "version"), "agent_versions", (WORKSPACE, "agent_id", "version")
+)
 
 
 @dataclass(frozen=True)
@@ -46,21 +53,21 @@ class TableSpec:
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         name="agents",
-        primary_key=("id",),
+        primary_key=(WORKSPACE, "id"),
         parent=None,
         description="One row per agent in the organisation, as the agent listing returns it.",
     ),
     TableSpec(
         name="agent_detail",
-        primary_key=("id",),
+        primary_key=(WORKSPACE, "id"),
         parent="agents",
         description="One row per agent: its active version in full, from GET /agents/{id}.",
-        references=(Reference(("id",), "agents", ("id",)),),
+        references=(Reference((WORKSPACE, "id"), "agents", (WORKSPACE, "id")),),
         one_row_per="agent",
     ),
     TableSpec(
         name="agent_versions",
-        primary_key=("agent_id", "version"),
+        primary_key=(WORKSPACE, "agent_id", "version"),
         parent="agents",
         description="One row per version of each agent: the snapshot the version listing returns.",
         references=(AGENT_REFERENCE,),
@@ -68,14 +75,14 @@ TABLES: tuple[TableSpec, ...] = (
     ),
     TableSpec(
         name="agent_aliases",
-        primary_key=("agent_id", "alias"),
+        primary_key=(WORKSPACE, "agent_id", "alias"),
         parent="agents",
         description="One row per version alias of each agent, with the version it points at.",
         references=(AGENT_REFERENCE, VERSION_REFERENCE),
     ),
     TableSpec(
         name="agent_version_detail",
-        primary_key=("agent_id", "version"),
+        primary_key=(WORKSPACE, "agent_id", "version"),
         parent="agent_versions",
         description="One row per version of each agent, from GET /agents/{id}/versions/{v}.",
         references=(AGENT_REFERENCE, VERSION_REFERENCE),

@@ -8,7 +8,7 @@ import duckdb
 from dlt.common.schema.utils import has_table_seen_data
 
 from chat_agents_dagster.sandbox import World
-from chat_agents_dagster.tables import DATASET_NAME, TABLES
+from chat_agents_dagster.tables import DATASET_NAME, DEFAULT_WORKSPACE, TABLES
 from chat_agents_dagster_tests.helpers import query
 
 # The four tables whose rows are whole agents (and so have nested `__tools` and `__versions`).
@@ -20,8 +20,14 @@ AGENT_ROW_TABLES = {
 }
 
 
-def current_rows(pipeline: dlt.Pipeline, table: str, *columns: str) -> set[tuple[Any, ...]]:
-    sql = f"SELECT {', '.join(columns)} FROM {{dataset}}.{table} WHERE deleted_at IS NULL"
+def current_rows(
+    pipeline: dlt.Pipeline, table: str, *columns: str, workspace: str = DEFAULT_WORKSPACE
+) -> set[tuple[Any, ...]]:
+    """`workspace`'s live rows of `table`."""
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {{dataset}}.{table}"
+        f" WHERE deleted_at IS NULL AND workspace = '{workspace}'"
+    )
     return set(query(pipeline, sql))
 
 
@@ -30,40 +36,48 @@ def deleted(pipeline: dlt.Pipeline, table: str, column: str) -> set[Any]:
     return {row[0] for row in query(pipeline, sql)}
 
 
-def live_tool_counts(pipeline: dlt.Pipeline, table: str) -> dict[tuple[Any, ...], int]:
-    """Nested `<table>__tools` rows per live row of `table`, by its key."""
+def live_tool_counts(
+    pipeline: dlt.Pipeline, table: str, workspace: str = DEFAULT_WORKSPACE
+) -> dict[tuple[Any, ...], int]:
+    """Nested `<table>__tools` rows per live row of `table` in `workspace`, by its key."""
     keys = AGENT_ROW_TABLES[table]
     nested = pipeline.default_schema.tables.get(f"{table}__tools")
     if nested is None or not has_table_seen_data(nested):  # no agent has a tool
-        return {key: 0 for key in current_rows(pipeline, table, *keys)}
+        return {key: 0 for key in current_rows(pipeline, table, *keys, workspace=workspace)}
     columns = ", ".join(f"t.{key}" for key in keys)
     rows = query(
         pipeline,
         f"SELECT {columns}, COUNT(n._dlt_id) FROM {{dataset}}.{table} t"
         f" LEFT JOIN {{dataset}}.{table}__tools n ON n._dlt_parent_id = t._dlt_id"
-        f" WHERE t.deleted_at IS NULL GROUP BY {columns}",
+        f" WHERE t.deleted_at IS NULL AND t.workspace = '{workspace}' GROUP BY {columns}",
     )
     return {tuple(row[:-1]): row[-1] for row in rows}
 
 
-def assert_equals_truth(pipeline: dlt.Pipeline, world: World) -> None:
-    """Live rows are exactly the world's (agents with their name and active version, versions,
-    aliases and what they point at, every agent row's tools), every row of a vanished agent is
-    marked deleted, and no table or nested table holds a key twice."""
+def assert_equals_truth(
+    pipeline: dlt.Pipeline, world: World, workspace: str = DEFAULT_WORKSPACE
+) -> None:
+    """`workspace`'s live rows are exactly the world's (agents with their name and active
+    version, versions, aliases and what they point at, every agent row's tools), every row of a
+    vanished agent is marked deleted, and no table or nested table holds a key twice."""
     agents = world.agents()
+
+    def rows(table: str, *columns: str) -> set[tuple[Any, ...]]:
+        return current_rows(pipeline, table, *columns, workspace=workspace)
+
     snapshots = {(a["id"], v["version"]): v for a in agents for v in world.versions(a["id"])}
     by_id = {(a["id"],): a for a in agents}
-    assert current_rows(pipeline, "agents", "id", "name", "version") == {
+    assert rows("agents", "id", "name", "version") == {
         (a["id"], a["name"], a["version"]) for a in agents
     }
-    assert current_rows(pipeline, "agent_detail", "id", "name", "version") == {
+    assert rows("agent_detail", "id", "name", "version") == {
         (a["id"], a["name"], a["version"]) for a in agents
     }
     for table in ("agent_versions", "agent_version_detail"):
-        assert current_rows(pipeline, table, "agent_id", "version", "name") == {
+        assert rows(table, "agent_id", "version", "name") == {
             (*key, snapshot["name"]) for key, snapshot in snapshots.items()
         }, table
-    assert current_rows(pipeline, "agent_aliases", "agent_id", "alias", "version") == {
+    assert rows("agent_aliases", "agent_id", "alias", "version") == {
         (a["id"], x["alias"], x["version"]) for a in agents for x in world.aliases(a["id"])
     }
     expected_tools = {
@@ -73,11 +87,12 @@ def assert_equals_truth(pipeline: dlt.Pipeline, world: World) -> None:
         "agent_version_detail": {key: len(s["tools"] or []) for key, s in snapshots.items()},
     }
     for table, expected in expected_tools.items():
-        assert live_tool_counts(pipeline, table) == expected, f"{table}__tools"
+        assert live_tool_counts(pipeline, table, workspace) == expected, f"{table}__tools"
     listed_versions = query(
         pipeline,
         "SELECT a.id, COUNT(*) FROM {dataset}.agents a JOIN {dataset}.agents__versions v"
-        " ON v._dlt_parent_id = a._dlt_id WHERE a.deleted_at IS NULL GROUP BY a.id",
+        " ON v._dlt_parent_id = a._dlt_id WHERE a.deleted_at IS NULL"
+        f" AND a.workspace = '{workspace}' GROUP BY a.id",
     )
     assert dict(listed_versions) == {a["id"]: len(a["versions"]) for a in agents if a["versions"]}
     assert_no_duplicate_keys(pipeline)

@@ -5,7 +5,11 @@ rule, TID251, holds it to that).
 """
 
 from chat_agents_dagster.source.api import ApiAuthError, ApiNotFoundError, api_outage
-from chat_agents_dagster.source.configuration import ChatAgentsConfigError
+from chat_agents_dagster.source.configuration import (
+    WORKSPACES_VARIABLE,
+    ChatAgentsConfigError,
+    configured_workspaces,
+)
 from chat_agents_dagster.source.lock import (
     LOCK_TIMEOUT_VARIABLE,
     RunLockTimeoutError,
@@ -38,8 +42,10 @@ __all__ = [
     "LoadReport",
     "RunLockTimeoutError",
     "RunStats",
+    "WORKSPACES_VARIABLE",
     "api_outage",
     "chat_agents_source",
+    "configured_workspaces",
     "make_pipeline",
     "one_run_at_a_time",
     "run_load",

@@ -10,7 +10,7 @@ error; and when the retries run out, the error names the endpoint.
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dlt.common.configuration import resolve_configuration
@@ -120,13 +120,15 @@ def _is_malformed_answer(response: Response | None, error: BaseException | None)
     return isinstance(error, ApiAnswerError)
 
 
-def _raise_for(endpoint: str, response: Response) -> None:
+def _raise_for(
+    endpoint: str, response: Response, key_settings: Sequence[str] = API_KEY_SETTINGS
+) -> None:
     status = response.status_code
     where = _where(endpoint, response.url)
     if status in (401, 403):
         raise ApiAuthError(
             f"The Mistral API answered {status} to {where}: the API key was refused. Set a valid"
-            f" key in {API_KEY_SETTINGS[0]}, {API_KEY_SETTINGS[1]} or {API_KEY_SETTINGS[2]}.",
+            f" key in {', '.join(key_settings[:-1])} or {key_settings[-1]}.",
             response=response,
         )
     if status == 404:
@@ -138,9 +140,17 @@ def _raise_for(endpoint: str, response: Response) -> None:
 class AgentsApi:
     """Typed reads of the six GET routes. One instance per run; safe to share across threads."""
 
-    def __init__(self, base_url: str, api_key: str, stats: RunStats, pacer: Pacer) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        stats: RunStats,
+        pacer: Pacer,
+        key_settings: Sequence[str] = API_KEY_SETTINGS,
+    ) -> None:
         self.base_url = base_url
         self.stats = stats
+        self.key_settings = key_settings
         self._auth = BearerTokenAuth(api_key)
         self._pacer = pacer
         # dlt's Client builds one retrying session per thread, configured from [runtime].
@@ -170,7 +180,7 @@ class AgentsApi:
         # HTTPError carrying the response lets dlt's retry decide by status.
         def on_response(response: Response, *args: Any, **kwargs: Any) -> None:
             self.stats.record(endpoint, response.status_code)
-            _raise_for(endpoint, response)
+            _raise_for(endpoint, response, self.key_settings)
             if not 200 <= response.status_code < 300:
                 return  # a redirect, which requests follows
             try:

@@ -3,21 +3,28 @@ that name the setting to change."""
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import dlt
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationException
 
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE
+
 DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
 
-# The settings that can hold the API key, named in every error that is about the key.
+# The settings that can hold the default workspace's API key, named in every error about it.
 API_KEY_SETTINGS = (
     "[sources.chat_agents_source] api_key in .dlt/secrets.toml",
     "the environment variable SOURCES__CHAT_AGENTS_SOURCE__API_KEY",
     "MISTRAL_API_KEY",
 )
+# A workspace's name: in every key of every table, in a pipeline's name and in Dagster's
+# partition keys, so short and plain.
+WORKSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 # Page-size bounds from Mistral's OpenAPI document. A version listing asks for the largest size, so
 # that it costs as few requests as the API permits. The agents listing asks for less: each page is
@@ -99,12 +106,78 @@ class SourceSettings:
             )
 
 
-def resolve_key(api_key: str | None) -> str:
-    key = api_key or os.environ.get("MISTRAL_API_KEY")
-    if not key:
+WORKSPACES_VARIABLE = "CHAT_AGENTS_WORKSPACES"
+
+
+def configured_workspaces(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The workspaces to load: `CHAT_AGENTS_WORKSPACES`, comma-separated short names, the default
+    one alone when unset. An environment variable rather than dlt configuration, because a
+    Dagster code location partitions its assets by these names when it loads, and resolves no
+    dlt configuration then; each workspace's key and settings are dlt configuration."""
+    raw = env.get(WORKSPACES_VARIABLE, "").strip()
+    if not raw:
+        return (DEFAULT_WORKSPACE,)
+    names = tuple(name.strip() for name in raw.split(","))
+    for name in names:
+        check_workspace_name(name, f"{WORKSPACES_VARIABLE}={raw!r}")
+    if len(set(names)) != len(names):
+        raise ChatAgentsConfigError(f"{WORKSPACES_VARIABLE}={raw!r} names a workspace twice.")
+    return names
+
+
+def check_workspace_name(name: str, where: str) -> str:
+    if not WORKSPACE_NAME.fullmatch(name):
         raise ChatAgentsConfigError(
-            "No Mistral API key is set. Put it in "
-            + ", or ".join(API_KEY_SETTINGS[:2])
-            + f" ({API_KEY_SETTINGS[2]} is read too)."
+            f"{where}: workspace name {name!r} must be a lowercase letter followed by at most 39"
+            " lowercase letters, digits or underscores (e.g. eu_prod)."
+        )
+    return name
+
+
+def workspace_section(workspace: str) -> str:
+    """Where a workspace other than the default one is configured (config and secrets)."""
+    return f"sources.chat_agents_source.workspaces.{workspace}"
+
+
+def key_settings(workspace: str) -> tuple[str, ...]:
+    """The settings that can hold `workspace`'s API key, for errors about it."""
+    if workspace == DEFAULT_WORKSPACE:
+        return API_KEY_SETTINGS
+    section = workspace_section(workspace)
+    return (
+        f"[{section}] api_key in .dlt/secrets.toml",
+        f"the environment variable {section.replace('.', '__').upper()}__API_KEY",
+    )
+
+
+def workspace_arguments(workspace: str) -> dict[str, Any]:
+    """The source's arguments for a workspace other than the default one: its key (required: a
+    key belongs to one workspace, so none is shared) and, where set, its own `base_url` and
+    `requests_per_second`; the rest is the source's own configuration."""
+    if workspace == DEFAULT_WORKSPACE:
+        return {}
+    section = workspace_section(workspace)
+    arguments: dict[str, Any] = {"api_key": dlt.secrets.get(f"{section}.api_key")}
+    if not arguments["api_key"]:
+        raise ChatAgentsConfigError(
+            f"No Mistral API key is set for workspace {workspace!r}. Put it in "
+            + " or ".join(key_settings(workspace))
+            + "."
+        )
+    for name in ("base_url", "requests_per_second"):
+        value: Any = dlt.config.get(f"{section}.{name}")
+        if value is not None:
+            arguments[name] = value
+    return arguments
+
+
+def resolve_key(api_key: str | None, workspace: str = DEFAULT_WORKSPACE) -> str:
+    key = api_key or (os.environ.get("MISTRAL_API_KEY") if workspace == DEFAULT_WORKSPACE else None)
+    if not key:
+        settings = key_settings(workspace)
+        raise ChatAgentsConfigError(
+            f"No Mistral API key is set for workspace {workspace!r}. Put it in "
+            + ", or ".join(settings[:2])
+            + (f" ({settings[2]} is read too)." if len(settings) > 2 else ".")
         )
     return key

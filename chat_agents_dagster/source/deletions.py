@@ -6,20 +6,24 @@ a row it does not re-send in full (nested tables included). So this is plain SQL
 client, run after a successful load. Every run re-sends every listed agent, so an `agents` row
 whose last load is older than this run's was not in this run's listing: that is the whole rule,
 and it needs no list of ids, so a run whose deletion step failed is caught up by the next one.
-A run that failed earlier loaded nothing and marks nothing.
+A run that failed earlier loaded nothing and marks nothing. A run marks only its own
+workspace's rows: the other workspaces' rows were not in its listing, and are not its to judge.
 """
 
 from dlt import Pipeline
 from dlt.common.schema.utils import has_table_seen_data
 
-from chat_agents_dagster.tables import TABLES_BY_NAME
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE, TABLES_BY_NAME, WORKSPACE
 
 AGENTS = "agents"
 
 
-def mark_deleted(pipeline: Pipeline, load_id: str, tables: set[str]) -> int:
-    """Marks deleted what this load's listing no longer had, in the `tables` it loaded. Returns
-    how many agents were newly marked. Rows get the load's time from dlt's `_dlt_loads`."""
+def mark_deleted(
+    pipeline: Pipeline, load_id: str, tables: set[str], workspace: str = DEFAULT_WORKSPACE
+) -> int:
+    """Marks deleted what this load's listing of `workspace` no longer had, in the `tables` it
+    loaded. Returns how many agents were newly marked. Rows get the load's time from dlt's
+    `_dlt_loads`."""
     schema_tables = pipeline.default_schema.tables
     # A table that never received a row was never created in the destination.
     tables = {t for t in tables if t in schema_tables and has_table_seen_data(schema_tables[t])}
@@ -28,12 +32,14 @@ def mark_deleted(pipeline: Pipeline, load_id: str, tables: set[str]) -> int:
     with pipeline.sql_client() as client:
         q = client.make_qualified_table_name
         c = client.escape_column_name
-        deleted_at, load = c("deleted_at"), c("_dlt_load_id")
+        deleted_at, load, ws = c("deleted_at"), c("_dlt_load_id"), c(WORKSPACE)
         agents, agent_id = q(AGENTS), c("id")
+        # Workspace names are checked to be [a-z0-9_] (configuration.py): safe as a literal.
+        mine = f"{ws} = '{workspace}'"
         marked = 0
         with client.begin_transaction():
             if AGENTS in tables:
-                stale = f"{deleted_at} IS NULL AND {load} <> '{load_id}'"
+                stale = f"{deleted_at} IS NULL AND {mine} AND {load} <> '{load_id}'"
                 rows = client.execute_sql(f"SELECT COUNT(*) FROM {agents} WHERE {stale}")
                 marked = int(rows[0][0]) if rows else 0
                 client.execute_sql(
@@ -41,10 +47,13 @@ def mark_deleted(pipeline: Pipeline, load_id: str, tables: set[str]) -> int:
                     f" {q('_dlt_loads')} WHERE {c('load_id')} = '{load_id}') WHERE {stale}"
                 )
             for table in sorted(tables - {AGENTS}):
-                child, key = q(table), c(TABLES_BY_NAME[table].primary_key[0])
+                # The column holding the agent's id, after the workspace, in its reference to
+                # `agents`.
+                child, key = q(table), c(TABLES_BY_NAME[table].references[0].columns[1])
                 client.execute_sql(
                     f"UPDATE {child} SET {deleted_at} = (SELECT a.{deleted_at} FROM {agents} a"
-                    f" WHERE a.{agent_id} = {child}.{key}) WHERE {deleted_at} IS NULL AND {key} IN"
-                    f" (SELECT {agent_id} FROM {agents} WHERE {deleted_at} IS NOT NULL)"
+                    f" WHERE a.{ws} = {child}.{ws} AND a.{agent_id} = {child}.{key})"
+                    f" WHERE {deleted_at} IS NULL AND {mine} AND {key} IN (SELECT {agent_id}"
+                    f" FROM {agents} WHERE {deleted_at} IS NOT NULL AND {mine})"
                 )
         return marked

@@ -15,7 +15,13 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from chat_agents_dagster.source.configuration import destination_type
-from chat_agents_dagster.tables import DATASET_NAME, PIPELINE_NAME, TABLES_BY_NAME
+from chat_agents_dagster.tables import (
+    DATASET_NAME,
+    DEFAULT_WORKSPACE,
+    PIPELINE_NAME,
+    TABLES_BY_NAME,
+    WORKSPACE,
+)
 
 PROGRESS_PERIOD_S = 10.0
 # Never named like the dataset (chat_agents_data.duckdb): DuckDB then cannot tell the catalog
@@ -81,10 +87,19 @@ def duckdb_memory_explained(pipeline: dlt.Pipeline) -> Iterator[None]:
         ) from error
 
 
+def pipeline_name(workspace: str = DEFAULT_WORKSPACE) -> str:
+    """Each workspace loads through a pipeline of its own, so its own dlt state and run lock;
+    the default workspace's keeps the name it had before there were workspaces."""
+    return PIPELINE_NAME if workspace == DEFAULT_WORKSPACE else f"{PIPELINE_NAME}__{workspace}"
+
+
 def make_pipeline(
-    destination: TDestinationReferenceArg = None, progress: logging.Logger | None = None
+    destination: TDestinationReferenceArg = None,
+    progress: logging.Logger | None = None,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> dlt.Pipeline:
-    """`chat_agents_pipeline` into `chat_agents_data`.
+    """`workspace`'s pipeline (`chat_agents_pipeline` for the default one) into
+    `chat_agents_data`, which holds every workspace.
 
     With `progress`, dlt's own progress (rows per table while extracting, files normalized, load
     jobs done) goes to that logger every 10 s and at the end of each step, so a long run is not
@@ -99,7 +114,7 @@ def make_pipeline(
     if destination == "duckdb":
         destination = _duckdb_destination()
     return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
+        pipeline_name=pipeline_name(workspace),
         destination=destination,
         dataset_name=DATASET_NAME,
         progress=(
@@ -111,19 +126,25 @@ def make_pipeline(
 
 
 def table_row_counts(
-    pipeline: dlt.Pipeline, tables: Iterable[str] = TABLES_BY_NAME
+    pipeline: dlt.Pipeline,
+    tables: Iterable[str] = TABLES_BY_NAME,
+    workspace: str | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """(all rows, live rows: not marked deleted) of each table, in one query per table on one
-    connection, through dlt's SQL client so any SQL destination works; a table that was never
-    created counts (0, 0)."""
+    """(all rows, live rows: not marked deleted) of each table (`workspace`'s only, if given), in
+    one query per table on one connection, through dlt's SQL client so any SQL destination
+    works; a table that was never created counts (0, 0)."""
     counts: dict[str, tuple[int, int]] = {}
     with pipeline.sql_client() as client:
         deleted_at = client.escape_column_name("deleted_at")
         live = f"SUM(CASE WHEN {deleted_at} IS NULL THEN 1 ELSE 0 END)"
+        # Workspace names are checked to be [a-z0-9_] (configuration.py): safe as a literal.
+        where = (
+            f" WHERE {client.escape_column_name(WORKSPACE)} = '{workspace}'" if workspace else ""
+        )
         for table in tables:
             name = client.make_qualified_table_name(table)
             try:
-                rows: Any = client.execute_sql(f"SELECT COUNT(*), {live} FROM {name}")
+                rows: Any = client.execute_sql(f"SELECT COUNT(*), {live} FROM {name}{where}")
             except DatabaseUndefinedRelation:
                 rows = [(0, 0)]
             counts[table] = (int(rows[0][0]), int(rows[0][1] or 0))

@@ -9,7 +9,9 @@ the record can only claim what is there, so after any failure the next run fetch
 the tables lack. It also keeps dlt's state small: at 10,000 agents the copy was megabytes of JSON,
 restored and rewritten on every run.
 
-Only live rows count (`deleted_at` null): an agent that comes back is loaded afresh.
+Only live rows count (`deleted_at` null): an agent that comes back is loaded afresh. Only the
+run's workspace's rows count: the tables hold every workspace's, and each workspace is loaded by
+a pipeline of its own.
 """
 
 import json
@@ -22,7 +24,7 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE, TABLES, WORKSPACE
 
 # What identifies the state of an agent: its last change, its active version and its versions.
 Fingerprint = tuple[Any, ...]
@@ -62,8 +64,9 @@ def fingerprint(agent: dict[str, Any]) -> Fingerprint:
 
 @dataclass
 class WarehouseRecord:
-    """Per table, the live keys the warehouse holds; `rows` counts every row of each table
-    (deleted ones included), 0 for a table that does not exist."""
+    """Per table, the live keys the warehouse holds for one workspace; `rows` counts every row of
+    each table (deleted ones and other workspaces' included), 0 for a table that does not
+    exist."""
 
     listing: dict[str, Fingerprint] = field(default_factory=dict)
     detail: dict[str, Fingerprint] = field(default_factory=dict)
@@ -71,6 +74,8 @@ class WarehouseRecord:
     version_detail: dict[str, set[int]] = field(default_factory=dict)
     aliases: dict[str, dict[str, AliasRow]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    # Per table, the rows of other workspaces.
+    others: dict[str, int] = field(default_factory=dict)
 
     def without(self, tables: Iterable[str]) -> "WarehouseRecord":
         """The record with `tables` read as empty: what a full refresh of them starts from."""
@@ -82,12 +87,16 @@ class WarehouseRecord:
             version_detail={} if "agent_version_detail" in tables else self.version_detail,
             aliases={} if "agent_aliases" in tables else self.aliases,
             rows={t: 0 if t in tables else n for t, n in self.rows.items()},
+            others=self.others,
         )
 
 
 class _Reader:
-    def __init__(self, client: SqlClientBase[Any]) -> None:
+    def __init__(self, client: SqlClientBase[Any], workspace: str) -> None:
         self.client = client
+        c = client.escape_column_name
+        # Workspace names are checked to be [a-z0-9_] (configuration.py): safe as a literal.
+        self.in_workspace = f"{c(WORKSPACE)} = '{workspace}'"
 
     def rows(self, table: str, columns: str, where: str = "") -> list[tuple[Any, ...]]:
         """Rows of `table`, none if it does not exist (never loaded, or dropped)."""
@@ -103,25 +112,29 @@ class _Reader:
     def current(self, table: str, *columns: str) -> list[tuple[Any, ...]]:
         c = self.client.escape_column_name
         return self.rows(
-            table, ", ".join(c(n) for n in columns), f"WHERE {c('deleted_at')} IS NULL"
+            table,
+            ", ".join(c(n) for n in columns),
+            f"WHERE {c('deleted_at')} IS NULL AND {self.in_workspace}",
         )
 
 
-def read_record(pipeline: dlt.Pipeline) -> WarehouseRecord:
-    """The record, in one connection to the warehouse."""
+def read_record(pipeline: dlt.Pipeline, workspace: str = DEFAULT_WORKSPACE) -> WarehouseRecord:
+    """`workspace`'s record, in one connection to the warehouse."""
     record = WarehouseRecord()
     with pipeline.sql_client() as client:
-        read = _Reader(client)
+        read = _Reader(client, workspace)
         c, q = client.escape_column_name, client.make_qualified_table_name
+        theirs = f"SUM(CASE WHEN {read.in_workspace} THEN 0 ELSE 1 END)"
         for table in TABLES:
-            counted = read.rows(table.name, "COUNT(*)")
+            counted = read.rows(table.name, f"COUNT(*), {theirs}")
             record.rows[table.name] = int(counted[0][0]) if counted else 0
+            record.others[table.name] = int(counted[0][1] or 0) if counted else 0
         listed_versions: dict[str, list[int]] = {}
         for agent_id, number in read.rows(
             "agents",
             f"a.{c('id')}, v.{c('value')}",
             f"a JOIN {q('agents__versions')} v ON v.{c('_dlt_parent_id')} = a.{c('_dlt_id')}"
-            f" WHERE a.{c('deleted_at')} IS NULL",
+            f" WHERE a.{c('deleted_at')} IS NULL AND a.{read.in_workspace}",
         ):
             listed_versions.setdefault(agent_id, []).append(number)
         for agent_id, updated_at, version in read.current("agents", "id", "updated_at", "version"):

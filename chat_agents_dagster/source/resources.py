@@ -26,6 +26,7 @@ from chat_agents_dagster.source.configuration import (
     DEFAULT_BASE_URL,
     VERSIONS_PAGE_SIZE_MAX,
     SourceSettings,
+    key_settings,
     resolve_key,
 )
 from chat_agents_dagster.source.pacing import Pacer
@@ -38,7 +39,7 @@ from chat_agents_dagster.source.rows import (
     record_columns,
 )
 from chat_agents_dagster.source.stats import RunStats
-from chat_agents_dagster.tables import SOURCE_NAME, TABLES_BY_NAME
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE, SOURCE_NAME, TABLES_BY_NAME, WORKSPACE
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,10 @@ class _Run:
         record: WarehouseRecord | None,
         refresh: frozenset[str],
         empty_table_format: str | None,
+        workspace: str,
     ) -> None:
         self.settings, self._api_key, self.stats = settings, api_key, stats
+        self.workspace = workspace
         self._given, self._refresh = record, refresh
         self._empty_table_format = empty_table_format
         self._api: AgentsApi | None = None
@@ -115,9 +118,17 @@ class _Run:
         self.settings.check()
         pacer = Pacer(self.settings.requests_per_second)
         self._api = AgentsApi(
-            self.settings.base_url.rstrip("/"), resolve_key(self._api_key), self.stats, pacer
+            self.settings.base_url.rstrip("/"),
+            resolve_key(self._api_key, self.workspace),
+            self.stats,
+            pacer,
+            key_settings(self.workspace),
         )
-        record = self._given if self._given is not None else read_record(dlt.current.pipeline())
+        record = (
+            self._given
+            if self._given is not None
+            else read_record(dlt.current.pipeline(), self.workspace)
+        )
         self._record = record.without(self._refresh)
         # Before the tables were the record, a copy of it lived in the source state (megabytes
         # at 10,000 agents, restored by every run): a warehouse loaded then drops it now.
@@ -183,6 +194,7 @@ def chat_agents_source(
     record: WarehouseRecord | None = None,
     empty_table_format: str | None = None,
     run_stats: RunStats | None = None,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> Iterator[DltResource]:
     """Every agent, its detail, versions, version details and aliases.
 
@@ -193,11 +205,20 @@ def chat_agents_source(
     `record` is what the warehouse holds, read from the pipeline's destination when the run
     starts unless given. `empty_table_format` is the file format of a table that gets no row
     (dlt's default when None). `run_stats`, when given, receives the run's request and agent
-    counts.
+    counts. `workspace` names the Mistral workspace the key belongs to: every row carries it, and
+    `record` must be that workspace's.
     """
     settings = SourceSettings(base_url, agents_page_size, versions_page_size, requests_per_second)
     stats = run_stats if run_stats is not None else RunStats()
-    run = _Run(settings, api_key, stats, record, frozenset(full_refresh_tables), empty_table_format)
+    run = _Run(
+        settings,
+        api_key,
+        stats,
+        record,
+        frozenset(full_refresh_tables),
+        empty_table_format,
+        workspace,
+    )
 
     @dlt.resource(**_hints("agents"))
     def agents() -> Iterator[Any]:
@@ -213,7 +234,7 @@ def chat_agents_source(
                 listed.add(agent["id"])
                 stats.rows_from_api("agents", 1)
                 run.saw(agent)
-                yield current_row(agent)
+                yield current_row(workspace, agent)
         if run.api.listing_may_shift:
             # An agent deleted during an offset scan shifts the pages after it, and one live
             # agent is skipped: an agent the warehouse holds and the listing did not return is
@@ -227,7 +248,7 @@ def chat_agents_source(
                 listed.add(agent_id)
                 stats.rows_from_api("agents", 1)
                 run.saw(agent)
-                yield current_row(agent)
+                yield current_row(workspace, agent)
         run.listed = len(listed)
         stats.listing_complete = True
         if run.creates_tables():
@@ -257,7 +278,7 @@ def chat_agents_source(
         if detail is None:
             return []
         stats.rows_from_api("agent_detail", 1)
-        return [current_row(detail)]
+        return [current_row(workspace, detail)]
 
     @dlt.transformer(data_from=agents, **_hints("agent_versions"), parallelized=True)
     def agent_versions(agent: Any) -> Any:
@@ -280,7 +301,9 @@ def chat_agents_source(
                 sorted(by_number, key=str),
             )
         # Once each: a list that shifts during its scan can return a version twice.
-        new = [child_row(agent_id, by_number[n]) for n in sorted(missing & by_number.keys())]
+        new = [
+            child_row(workspace, agent_id, by_number[n]) for n in sorted(missing & by_number.keys())
+        ]
         stats.rows_from_api("agent_versions", len(new))
         return new
 
@@ -303,7 +326,7 @@ def chat_agents_source(
                 number,
             )
             if detail is not None:
-                details.append(child_row(agent_id, detail))
+                details.append(child_row(workspace, agent_id, detail))
         stats.rows_from_api("agent_version_detail", len(details))
         return details
 
@@ -325,6 +348,7 @@ def chat_agents_source(
         # An alias that disappeared stays, marked deleted, with what it pointed at.
         tombstones = [
             {
+                WORKSPACE: workspace,
                 "agent_id": agent_id,
                 "alias": name,
                 "version": version,
@@ -337,7 +361,7 @@ def chat_agents_source(
             ).items()
             if name not in names
         ]
-        return [child_row(agent_id, alias) for alias in current] + tombstones
+        return [child_row(workspace, agent_id, alias) for alias in current] + tombstones
 
     yield agents
     yield agent_detail

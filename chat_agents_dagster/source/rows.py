@@ -13,6 +13,8 @@ from typing import Any
 
 from dlt.common.schema.typing import TColumnSchema
 
+from chat_agents_dagster.tables import WORKSPACE
+
 REDACTED = "[redacted]"
 
 
@@ -50,10 +52,10 @@ _RECORD_COLUMNS: dict[str, dict[str, str]] = {
 
 
 def record_columns(table: str) -> dict[str, TColumnSchema]:
-    """Typed hints for the columns every run reads back, and `deleted_at`."""
+    """Typed hints for the columns every run reads back, the workspace and `deleted_at`."""
     columns: dict[str, TColumnSchema] = {
         name: {"name": name, "data_type": data_type}  # type: ignore[typeddict-item]
-        for name, data_type in _RECORD_COLUMNS[table].items()
+        for name, data_type in {WORKSPACE: "text", **_RECORD_COLUMNS[table]}.items()
     }
     columns["deleted_at"] = {"name": "deleted_at", "data_type": "timestamp", "nullable": True}
     return columns
@@ -106,12 +108,13 @@ def shape_agent(agent: dict[str, Any]) -> dict[str, Any]:
     return shaped
 
 
-def current_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as stored for something the API still has: `deleted_at` is null, which also makes a
-    row that was marked deleted live again when its agent or alias comes back."""
-    return {**shape_agent(row), "deleted_at": None}
+def current_row(workspace: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A row as stored for something the API still has, in its workspace: `deleted_at` is null,
+    which also makes a row that was marked deleted live again when its agent or alias comes
+    back."""
+    return {WORKSPACE: workspace, **shape_agent(row), "deleted_at": None}
 
 
-def child_row(agent_id: str, row: dict[str, Any]) -> dict[str, Any]:
+def child_row(workspace: str, agent_id: str, row: dict[str, Any]) -> dict[str, Any]:
     """A live child row keyed by a plain `agent_id` column (dlt's link would be `_agents_id`)."""
-    return {"agent_id": agent_id, **current_row(row)}
+    return {"agent_id": agent_id, **current_row(workspace, row)}

@@ -1,11 +1,14 @@
 """One run of the pipeline, start to finish: the recipe `chat-agents-load` and the Dagster asset
 both follow, so that the order of its steps is written once.
 
-1. Take the run lock (one run at a time on this machine).
+1. Take the run lock (one run of a workspace at a time on this machine).
 2. Decide whether this is a full refresh (the caller's flag or `CHAT_AGENTS_FULL_REFRESH`).
-3. Read what the warehouse holds (record.py): it decides what is fetched.
-4. Build a fresh source for the selected tables; a table with no row yet, or one being fully
-   refreshed, is written by replace instead of merge.
+3. Give tables loaded before workspaces the default workspace (migration.py), then read what the
+   warehouse holds for this workspace (record.py): it decides what is fetched.
+4. Build a fresh source for the selected tables. Where the workspace has the tables to itself (no
+   other workspace is configured, none has rows), a table with no row yet, or one being fully
+   refreshed, is written by replace instead of merge; tables shared with other workspaces are
+   only ever merged into, and a full refresh there fetches everything again and merges it.
 5. Run it (`runner`: dlt's `pipeline.run`, or dagster-dlt's, which reports to Dagster).
 6. Mark deleted what the listing no longer has (deletions.py), then count the rows,
    still holding the lock, so that a run waiting for it never reads a half-written warehouse.
@@ -22,13 +25,15 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.extract import DltSource
 
+from chat_agents_dagster.source.configuration import workspace_arguments
 from chat_agents_dagster.source.deletions import mark_deleted
 from chat_agents_dagster.source.lock import one_run_at_a_time
+from chat_agents_dagster.source.migration import adopt_rows_without_workspace
 from chat_agents_dagster.source.pipeline import duckdb_memory_explained, table_row_counts
 from chat_agents_dagster.source.record import read_record
 from chat_agents_dagster.source.resources import chat_agents_source
 from chat_agents_dagster.source.stats import RunStats
-from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE, TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +97,32 @@ def run_load(
     log: logging.Logger = logger,
     stats: RunStats | None = None,
     holder: str = "chat-agents-load",
+    workspace: str = DEFAULT_WORKSPACE,
+    alone: bool = True,
     **source_args: Any,
 ) -> LoadReport[T]:
-    """One run of `pipeline` loading `tables` (all five by default); see the module docstring.
-    `source_args` go to `chat_agents_source` (settings from configuration otherwise). `stats`,
-    when given, is filled as the run goes, so that a caller can report on a run that failed.
-    `holder` names this run to a run that waits for the lock."""
+    """One run of `pipeline` (`workspace`'s) loading `tables` (all five by default); see the
+    module docstring. `source_args` go to `chat_agents_source` (settings from configuration
+    otherwise). `stats`, when given, is filled as the run goes, so that a caller can report on a
+    run that failed. `holder` names this run to a run that waits for the lock. `alone` says no
+    other workspace is configured: with others, one of them may be loading at the same time."""
     selected = tuple(name for name in ALL_TABLES if name in set(tables))
     full_refresh = full_refresh_requested(full_refresh)
     stats = stats if stats is not None else RunStats()
-    if full_refresh:
-        log.warning("Full refresh: %s dropped and loaded again.", ", ".join(selected))
     with one_run_at_a_time(pipeline, holder), _explained(pipeline, full_refresh):
-        record = read_record(pipeline)
+        adopt_rows_without_workspace(pipeline)
+        record = read_record(pipeline, workspace)
+        # Replace and a dropping refresh empty a whole table: only for a workspace on its own.
+        own_tables = alone and not any(record.others.values())
+        if full_refresh:
+            log.warning(
+                "Full refresh of workspace %r: %s %s.",
+                workspace,
+                ", ".join(selected),
+                "dropped and loaded again"
+                if own_tables
+                else "fetched whole and merged (the tables hold other workspaces too)",
+            )
         duckdb = pipeline.destination.destination_name == "duckdb"
         source = chat_agents_source(
             full_refresh_tables=selected if full_refresh else (),
@@ -112,11 +130,12 @@ def run_load(
             # DuckDB reads an empty JSON lines file as one column, "json", and fails to load it.
             empty_table_format="insert_values" if duckdb else None,
             run_stats=stats,
-            **source_args,
+            workspace=workspace,
+            **{**workspace_arguments(workspace), **source_args},
         ).with_resources(*selected)
         for name in selected:
             resource = source.resources[name]
-            if full_refresh or not record.rows[name]:
+            if own_tables and (full_refresh or not record.rows[name]):
                 # The run sends all of it anyway, and replace writes straight into the table
                 # where merge stages and deduplicates first: at 3,000 agents, about half the
                 # DuckDB memory and load time. `root_key` keeps nested tables mergeable after.
@@ -124,7 +143,9 @@ def run_load(
             if duckdb:
                 # Also undoes the format a run that created the table empty left on it.
                 resource.apply_hints(file_format="jsonl")
-        options: dict[str, Any] = {"refresh": "drop_resources"} if full_refresh else {}
+        options: dict[str, Any] = (
+            {"refresh": "drop_resources"} if full_refresh and own_tables else {}
+        )
         if duckdb:
             # DuckDB loads JSON lines about twice as fast as dlt's default INSERT statements.
             options["loader_file_format"] = "jsonl"
@@ -132,10 +153,10 @@ def run_load(
         trace = pipeline.last_trace
         load_info = trace.last_load_info if trace else None
         if load_info is not None and load_info.loads_ids:
-            marked = mark_deleted(pipeline, load_info.loads_ids[-1], set(selected))
+            marked = mark_deleted(pipeline, load_info.loads_ids[-1], set(selected), workspace)
             if marked:
                 log.info("Marked %d agents deleted, with what they own", marked)
-        counts = table_row_counts(pipeline, selected)
+        counts = table_row_counts(pipeline, selected, workspace)
     report = stats.as_dict()
     log.info(
         "Run: %d requests (%s), %d retried, %d rate limited; agents %s",
