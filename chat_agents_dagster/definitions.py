@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from chat_agents_dagster.defs.alerts import RESOURCE_KEY, alerts_resource, build_alert_sensors
-from chat_agents_dagster.defs.assets import build_chat_agents_assets
+from chat_agents_dagster.defs.assets import build_chat_agents_assets, workspace_partitions
 from chat_agents_dagster.defs.checks import chat_agents_checks
 from chat_agents_dagster.defs.deployment import IN_PROCESS, DeploymentSettings
 from chat_agents_dagster.defs.schedules import build_chat_agents_job, build_nightly_schedule
@@ -29,7 +29,7 @@ def build_definitions(settings: DeploymentSettings) -> dg.Definitions:
     assets = build_chat_agents_assets(translator, settings)
     job = build_chat_agents_job(settings)
     return dg.Definitions(
-        assets=[mistral_agents_api(settings.owners), assets],
+        assets=[mistral_agents_api(settings.owners, workspace_partitions(settings)), assets],
         asset_checks=[chat_agents_checks],
         jobs=[job],
         schedules=[build_nightly_schedule(settings, job)],

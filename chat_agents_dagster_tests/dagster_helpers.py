@@ -30,15 +30,17 @@ def run_job(
     *,
     tables: list[str] | None = None,
     run_config: dict[str, Any] | None = None,
+    partition: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """A run of `job` (of only the assets of `tables`, and their checks, if given), as the UI's
-    Materialize launches it."""
+    """A run of `job` (of only the assets of `tables`, and their checks, if given; of one
+    workspace's partition, if given), as the UI's Materialize launches it."""
     selection = None if tables is None else [dg.AssetKey(["chat_agents_data", t]) for t in tables]
     return defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         raise_on_error=False,
         asset_selection=selection,
         run_config=run_config or {},
+        partition_key=partition,
     )
 
 

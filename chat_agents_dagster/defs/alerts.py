@@ -43,6 +43,10 @@ SEND_TIMEOUT_S = 10.0
 # to the run for the rest.
 ERROR_CHARS = 500
 
+# The tag Dagster puts on a run of one partition (PARTITION_NAME_TAG in dagster._core.storage.tags;
+# dagster exports no name for it).
+PARTITION_TAG = "dagster/partition"
+
 RUN_FAILED, CHECKS_WARNED, TABLES_STALE = "run_failed", "checks_warned", "tables_stale"
 
 
@@ -231,6 +235,17 @@ def _job_label(job_name: str) -> str:
     return "A materialization from the UI" if job_name.startswith("__ASSET_JOB") else job_name
 
 
+def _workspace_of(run: dg.DagsterRun) -> dict[str, str]:
+    """The workspace a run of the partitioned assets loaded (its partition)."""
+    partition = run.tags.get(PARTITION_TAG)
+    return {"workspace": partition} if partition else {}
+
+
+def _of_workspace(run: dg.DagsterRun) -> str:
+    workspace = _workspace_of(run).get("workspace")
+    return f" (workspace {workspace})" if workspace else ""
+
+
 def _failed_checks(
     instance: dg.DagsterInstance, run_id: str, severities: Sequence[dg.AssetCheckSeverity]
 ) -> tuple[dict[str, str], ...]:
@@ -291,13 +306,14 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: ChatAgentsAle
         lines.append(f"Run failure: {(context.failure_event.message or '').strip()[:ERROR_CHARS]}")
     return Alert(
         event=RUN_FAILED,
-        title=f"{_job_label(run.job_name)} failed: run {run.run_id}",
+        title=f"{_job_label(run.job_name)}{_of_workspace(run)} failed: run {run.run_id}",
         lines=tuple(lines + _check_lines(checks)),
         job=run.job_name,
         run_id=run.run_id,
         url=alerts.link(f"runs/{run.run_id}"),
         failed_steps=steps,
         failed_checks=checks,
+        extra=_workspace_of(run),
     )
 
 
@@ -310,13 +326,14 @@ def check_warning_alert(
         return None
     return Alert(
         event=CHECKS_WARNED,
-        title=f"{_job_label(run.job_name)} succeeded with {len(checks)} failed WARN check(s):"
-        f" run {run.run_id}",
+        title=f"{_job_label(run.job_name)}{_of_workspace(run)} succeeded with {len(checks)}"
+        f" failed WARN check(s): run {run.run_id}",
         lines=tuple(_check_lines(checks)),
         job=run.job_name,
         run_id=run.run_id,
         url=alerts.link(f"runs/{run.run_id}"),
         failed_checks=checks,
+        extra=_workspace_of(run),
     )
 
 
@@ -326,8 +343,10 @@ def stale_alert(
     stale: Sequence[tuple[dg.AssetKey, str]],
     window: str,
     alerts: ChatAgentsAlerts,
+    workspace: str | None = None,
 ) -> Alert:
-    """The freshness sensor's: tables older than their window, a catch-up run requested."""
+    """The freshness sensor's: tables (of `workspace`, when partitioned) older than their window,
+    a catch-up run requested."""
     assets = tuple(
         {
             "asset": key.to_user_string(),
@@ -338,15 +357,15 @@ def stale_alert(
     )
     return Alert(
         event=TABLES_STALE,
-        title=f"{len(stale)} table(s) older than their {window} freshness window;"
-        f" a catch-up run of {job_name} is requested",
+        title=f"{len(stale)} table(s){f' of workspace {workspace}' if workspace else ''} older"
+        f" than their {window} freshness window; a catch-up run of {job_name} is requested",
         lines=tuple(
             f"{asset['asset']} last materialized {asset['last_materialized']}" for asset in assets
         ),
         job=job_name,
         url=alerts.link("runs"),
         stale_assets=assets,
-        extra={"run_key": run_key},
+        extra={"run_key": run_key, **({"workspace": workspace} if workspace else {})},
     )
 
 

@@ -26,6 +26,7 @@ from chat_agents_dagster.source import (
     run_load,
     source_for_definitions,
 )
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE
 
 # One pool for every op that writes the pipeline's state and warehouse: two runs of it at once
 # would race on both. dagster.yaml limits the pool to one run at a time.
@@ -44,6 +45,23 @@ class LoadConfig(dg.Config):
     )
 
 
+def workspace_partitions(settings: DeploymentSettings) -> dg.StaticPartitionsDefinition | None:
+    """One partition per workspace, when more than the default one is configured. Dagster's
+    answer for a dlt source with several tenants: a run loads one partition, through that
+    workspace's own pipeline."""
+    if not settings.partitioned:
+        return None
+    return dg.StaticPartitionsDefinition(list(settings.workspaces))
+
+
+def run_workspace(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+    """The workspace a run loads or checks: its partition, else the default one."""
+    if isinstance(context, dg.AssetCheckExecutionContext):
+        execution = context.op_execution_context
+        return execution.partition_key if execution.has_partition_key else DEFAULT_WORKSPACE
+    return context.partition_key if context.has_partition_key else DEFAULT_WORKSPACE
+
+
 def build_chat_agents_assets(
     translator: ChatAgentsTranslator, settings: DeploymentSettings
 ) -> dg.AssetsDefinition:
@@ -57,6 +75,7 @@ def build_chat_agents_assets(
         name="chat_agents_load",
         dagster_dlt_translator=translator,
         pool=POOL,
+        partitions_def=workspace_partitions(settings),
     )
     def chat_agents_load(
         context: dg.AssetExecutionContext, dlt: DagsterDltResource, config: LoadConfig
@@ -64,7 +83,8 @@ def build_chat_agents_assets(
         # A fresh pipeline every run, and run_load builds a fresh source: dagster-dlt fails a
         # second run of one source object in the same process (dagster-io/dagster#34052), and
         # configuration may change between runs.
-        pipeline = make_pipeline(progress=context.log)
+        workspace = run_workspace(context)
+        pipeline = make_pipeline(progress=context.log, workspace=workspace)
         stats = RunStats()
 
         def through_dagster_dlt(
@@ -82,10 +102,12 @@ def build_chat_agents_assets(
                 log=context.log,
                 stats=stats,
                 holder=f"Dagster run {context.run.run_id} (load)",
+                workspace=workspace,
+                alone=len(settings.workspaces) == 1,
             )
         except Exception as error:
             # What the API answered is worth seeing most when the run failed (an outage's 503s).
-            yield _observation(stats)
+            yield _observation(stats, workspace, settings)
             outage = api_outage(error)
             if outage is None or settings.outage_retries == 0:
                 raise
@@ -101,13 +123,15 @@ def build_chat_agents_assets(
                 max_retries=settings.outage_retries,
                 seconds_to_wait=settings.outage_retry_delay.total_seconds(),
             ) from error
-        yield _observation(stats)
-        yield from _materializations(report)
+        yield _observation(stats, workspace, settings)
+        yield from _materializations(report, workspace)
 
     return chat_agents_load
 
 
-def _observation(stats: RunStats) -> dg.AssetObservation:
+def _observation(
+    stats: RunStats, workspace: str, settings: DeploymentSettings
+) -> dg.AssetObservation:
     """The run-wide figures, once, on the API asset; its data version is the listing's digest,
     so it moves exactly when an agent is added, changed or removed (none when the listing did not
     complete)."""
@@ -129,11 +153,12 @@ def _observation(stats: RunStats) -> dg.AssetObservation:
             "agents_deleted": dg.MetadataValue.int(api["agents"]["deleted"]),
         },
         tags={DATA_VERSION_TAG: digest} if digest is not None else None,
+        partition=workspace if settings.partitioned else None,
     )
 
 
 def _materializations(
-    report: LoadReport[list[dg.MaterializeResult]],
+    report: LoadReport[list[dg.MaterializeResult]], workspace: str
 ) -> Iterator[dg.MaterializeResult]:
     api = report.stats.as_dict()
     for result in report.result:
@@ -154,6 +179,7 @@ def _materializations(
                 "api_rows": dg.MetadataValue.int(api["api_rows"].get(table, 0)),
                 "agents_gone_mid_run": dg.MetadataValue.json(api["gone_mid_run"].get(table, [])),
                 "full_refresh": dg.MetadataValue.bool(report.full_refresh),
+                "workspace": dg.MetadataValue.text(workspace),
                 "dagster/table_name": qualified_table_name(table),
             },
         )

@@ -17,7 +17,7 @@ from dlt.destinations.sql_client import SqlClientBase
 from chat_agents_dagster.defs.schema_changes import check_column_schema_change
 from chat_agents_dagster.defs.translator import table_asset_key
 from chat_agents_dagster.source import make_pipeline, one_run_at_a_time
-from chat_agents_dagster.tables import TABLES, Reference, TableSpec
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE, TABLES, WORKSPACE, Reference, TableSpec
 
 SAMPLE = 10
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -25,10 +25,11 @@ WARN = dg.AssetCheckSeverity.WARN
 
 
 class Sql:
-    """Qualified, quoted SQL for one destination."""
+    """Qualified, quoted SQL for one destination, reading one workspace's rows."""
 
-    def __init__(self, client: SqlClientBase[Any]) -> None:
+    def __init__(self, client: SqlClientBase[Any], workspace: str = DEFAULT_WORKSPACE) -> None:
         self.client = client
+        self.workspace = workspace
         self._exists: dict[str, bool] = {}
 
     def exists(self, name: str) -> bool:
@@ -44,9 +45,13 @@ class Sql:
         return self.client.make_qualified_table_name(name)
 
     def current_rows(self, name: str) -> str:
-        """The table's rows that are not marked deleted, as a subquery."""
-        deleted_at = self.client.escape_column_name("deleted_at")
-        return f"(SELECT * FROM {self.table(name)} WHERE {deleted_at} IS NULL)"
+        """The workspace's rows of the table that are not marked deleted, as a subquery."""
+        deleted_at, workspace = self.names("deleted_at", WORKSPACE)
+        # Workspace names are checked to be [a-z0-9_] (the source's configuration): a safe literal.
+        return (
+            f"(SELECT * FROM {self.table(name)}"
+            f" WHERE {deleted_at} IS NULL AND {workspace} = '{self.workspace}')"
+        )
 
     def names(self, *names: str) -> list[str]:
         return [self.client.escape_column_name(name) for name in names]
@@ -66,17 +71,23 @@ class Sql:
 
 
 class History:
-    """Each table's two latest materializations (this run's, and the one before), read from the
-    instance once per check step however many checks compare with them."""
+    """Each table's two latest materializations (this run's, and the one before; of the run's
+    partition, when partitioned), read from the instance once per check step however many checks
+    compare with them."""
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
+    def __init__(self, instance: dg.DagsterInstance, partition: str | None = None) -> None:
         self.instance = instance
+        self.partition = partition
         self._latest: dict[str, list[dg.AssetMaterialization | None]] = {}
 
     def latest(self, table: str) -> list[dg.AssetMaterialization | None]:
         if table not in self._latest:
+            partitions = [self.partition] if self.partition else None
             records = self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=table_asset_key(table)), limit=2
+                dg.AssetRecordsFilter(
+                    asset_key=table_asset_key(table), asset_partitions=partitions
+                ),
+                limit=2,
             ).records
             self._latest[table] = [record.asset_materialization for record in records]
         return self._latest[table]
@@ -321,11 +332,15 @@ CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
 )
 def chat_agents_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
     """All checks in one step and one warehouse connection, holding the run lock so that no load
-    writes while they read; subsettable like the assets."""
-    pipeline = make_pipeline()
-    holder = f"Dagster run {context.op_execution_context.run_id} (checks)"
+    writes while they read; subsettable like the assets. In a run of one workspace's partition
+    they check that workspace's rows."""
+    execution = context.op_execution_context
+    partition = execution.partition_key if execution.has_partition_key else None
+    workspace = partition or DEFAULT_WORKSPACE
+    pipeline = make_pipeline(workspace=workspace)
+    holder = f"Dagster run {execution.run_id} (checks)"
     with one_run_at_a_time(pipeline, holder), pipeline.sql_client() as client:
-        sql, history = Sql(client), History(context.instance)
+        sql, history = Sql(client, workspace), History(context.instance, partition)
         for spec, run in CHECKS:
             if spec.key in context.selected_asset_check_keys:
                 yield run(sql, history)

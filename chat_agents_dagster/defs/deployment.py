@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from chat_agents_dagster.source import ChatAgentsConfigError, configured_workspaces
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE
+
 NIGHTLY_CRON = "CHAT_AGENTS_NIGHTLY_CRON"
 TIMEZONE = "CHAT_AGENTS_TIMEZONE"
 NIGHTLY_ENABLED = "CHAT_AGENTS_NIGHTLY_ENABLED"
@@ -171,6 +174,13 @@ class DeploymentSettings:
     outage_retries: int = 3
     outage_retry_delay: timedelta = timedelta(minutes=15)
     alerts: AlertSettings = AlertSettings()
+    # The Mistral workspaces loaded (CHAT_AGENTS_WORKSPACES). The default one alone leaves the
+    # assets unpartitioned, as before there were workspaces; any other list partitions them.
+    workspaces: tuple[str, ...] = (DEFAULT_WORKSPACE,)
+
+    @property
+    def partitioned(self) -> bool:
+        return self.workspaces != (DEFAULT_WORKSPACE,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "DeploymentSettings":
@@ -223,7 +233,12 @@ class DeploymentSettings:
                 " the run before its last retry. Lower the retries or their delay, or raise"
                 " the maximum."
             )
+        try:
+            workspaces = configured_workspaces(env)
+        except ChatAgentsConfigError as error:
+            raise DeploymentSettingError(str(error)) from None
         return cls(
+            workspaces=workspaces,
             nightly_cron=env.get(NIGHTLY_CRON) or defaults.nightly_cron,
             timezone=timezone,
             nightly_enabled=_flag(env, NIGHTLY_ENABLED, defaults.nightly_enabled),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 TABLE_ASSETS = dg.AssetSelection.assets(*(table_asset_key(table.name) for table in TABLES))
 
 JOB_NAME = "chat_agents_job"
+SCHEDULE_NAME = "chat_agents_nightly"
 
 
 def build_chat_agents_job(settings: DeploymentSettings) -> "UnresolvedAssetJobDefinition":
@@ -41,21 +42,43 @@ def build_chat_agents_job(settings: DeploymentSettings) -> "UnresolvedAssetJobDe
 def build_nightly_schedule(
     settings: DeploymentSettings, job: "UnresolvedAssetJobDefinition"
 ) -> dg.ScheduleDefinition:
-    """Runs the job on `settings.nightly_cron` in `settings.timezone`. RUNNING by default, so a
-    deployment with a daemon needs no manual toggle; CHAT_AGENTS_NIGHTLY_ENABLED=false ships it
-    stopped (a toggle in the UI still overrides either)."""
+    """Runs the job on `settings.nightly_cron` in `settings.timezone`: one run, or one run per
+    workspace when the assets are partitioned by workspace (each its own run, so one
+    workspace's failure is its alone). RUNNING by default, so a deployment with a daemon needs no
+    manual toggle; CHAT_AGENTS_NIGHTLY_ENABLED=false ships it stopped (a toggle in the UI still
+    overrides either)."""
     status = dg.DefaultScheduleStatus.RUNNING
     if not settings.nightly_enabled:
         status = dg.DefaultScheduleStatus.STOPPED
+    workspaces = settings.workspaces
+    description = f"Nightly load, {settings.nightly_cron} ({settings.timezone})."
     try:
-        return dg.ScheduleDefinition(
-            name="chat_agents_nightly",
+        if not settings.partitioned:
+            return dg.ScheduleDefinition(
+                name=SCHEDULE_NAME,
+                job=job,
+                cron_schedule=settings.nightly_cron,
+                execution_timezone=settings.timezone,
+                default_status=status,
+                description=description,
+            )
+
+        @dg.schedule(
+            name=SCHEDULE_NAME,
             job=job,
             cron_schedule=settings.nightly_cron,
             execution_timezone=settings.timezone,
             default_status=status,
-            description=f"Nightly load, {settings.nightly_cron} ({settings.timezone}).",
+            description=f"{description} One run per workspace: {', '.join(workspaces)}.",
         )
+        def chat_agents_nightly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+            night = context.scheduled_execution_time.isoformat()
+            return [
+                dg.RunRequest(run_key=f"{workspace}-{night}", partition_key=workspace)
+                for workspace in workspaces
+            ]
+
+        return chat_agents_nightly
     except dg.DagsterInvalidDefinitionError as error:
         raise DeploymentSettingError(
             f"{NIGHTLY_CRON}={settings.nightly_cron!r} is not a cron schedule"

@@ -1,5 +1,5 @@
 """A sensor that notices stale tables (the nightly run missed or failed) and asks for one
-catch-up run per stale episode.
+catch-up run per stale episode (per workspace, when the assets are partitioned by workspace).
 
 Staleness is computed from public instance APIs (the latest materialization of each table)
 against the same window as the assets' FreshnessPolicy, rather than from the freshness daemon's
@@ -33,23 +33,38 @@ def hours(window: timedelta) -> str:
 
 
 def stale_assets(
-    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], window: timedelta, now: float
+    instance: dg.DagsterInstance,
+    keys: Sequence[dg.AssetKey],
+    window: timedelta,
+    now: float,
+    partition: str | None = None,
 ) -> tuple[list[tuple[dg.AssetKey, float]], list[dg.AssetKey]]:
-    """(stale assets with their last materialization time, assets never materialized)."""
+    """(stale assets with their last materialization time, assets never materialized), of one
+    partition when given."""
     stale: list[tuple[dg.AssetKey, float]] = []
     never: list[dg.AssetKey] = []
     for key in keys:
-        event = instance.get_latest_materialization_event(key)
-        if event is None:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=key, asset_partitions=[partition] if partition else None
+            ),
+            limit=1,
+        ).records
+        if not records:
             never.append(key)
-        elif now - event.timestamp > window.total_seconds():
-            stale.append((key, event.timestamp))
+        elif now - records[0].timestamp > window.total_seconds():
+            stale.append((key, records[0].timestamp))
     return stale, never
 
 
-def episode_run_key(stale: Sequence[tuple[dg.AssetKey, float]]) -> str:
+def episode_run_key(
+    stale: Sequence[tuple[dg.AssetKey, float]], partition: str | None = None
+) -> str:
     episode = ";".join(f"{key.to_user_string()}@{ts:.6f}" for key, ts in sorted(stale))
-    return "freshness-catch-up-" + hashlib.sha256(episode.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(episode.encode()).hexdigest()[:16]
+    return (
+        f"freshness-catch-up-{partition}-{digest}" if partition else f"freshness-catch-up-{digest}"
+    )
 
 
 def build_freshness_sensor(
@@ -63,6 +78,8 @@ def build_freshness_sensor(
         status = dg.DefaultSensorStatus.STOPPED
     window = settings.freshness_window
     label = hours(window)
+    # Each workspace's tables are judged apart: its catch-up run loads that workspace alone.
+    partitions: list[str | None] = list(settings.workspaces) if settings.partitioned else [None]
 
     @dg.sensor(
         name=SENSOR_NAME,
@@ -74,36 +91,53 @@ def build_freshness_sensor(
     def chat_agents_freshness_sensor(
         context: dg.SensorEvaluationContext, chat_agents_alerts: ChatAgentsAlerts
     ) -> dg.SensorResult | dg.SkipReason:
-        stale, never = stale_assets(context.instance, keys, window, clock())
-        if never:
-            context.log.info(
-                "Never materialized, left to the schedule: "
-                + ", ".join(key.to_user_string() for key in never)
-            )
-        if not stale:
-            if len(never) == len(keys):
-                return dg.SkipReason(
-                    "No table is materialized yet; the nightly schedule loads them."
-                )
-            return dg.SkipReason(f"Every materialized table is within its {label} window.")
-        why = ", ".join(f"{key.to_user_string()} last loaded {_when(ts)}" for key, ts in stale)
-        context.log.info(f"Stale beyond {label}: {why}. Requesting one catch-up run.")
-        run_key = episode_run_key(stale)
-        request = dg.RunRequest(run_key=run_key, tags={"chat_agents/trigger": "freshness-catch-up"})
-        if chat_agents_alerts.configured and context.cursor != run_key:
-            alert = stale_alert(
-                job_name,
-                run_key,
-                [(key, _when(ts)) for key, ts in stale],
-                label,
-                chat_agents_alerts,
-            )
-            try:
+        now, alerted = clock(), set(filter(None, (context.cursor or "").split(",")))
+        requests, skipped = [], []
+        for partition in partitions:
+            of = f" of workspace {partition}" if partition else ""
+            stale, never = stale_assets(context.instance, keys, window, now, partition)
+            if never:
                 context.log.info(
-                    f"Stale alert sent to {', '.join(chat_agents_alerts.send(alert))}."
+                    f"Never materialized{of}, left to the schedule: "
+                    + ", ".join(key.to_user_string() for key in never)
                 )
-            except AlertDeliveryError as error:
-                context.log.error(str(error))
-        return dg.SensorResult(run_requests=[request], cursor=run_key)
+            if not stale:
+                skipped.append(
+                    f"No table{of} is materialized yet; the nightly schedule loads them."
+                    if len(never) == len(keys)
+                    else f"Every materialized table{of} is within its {label} window."
+                )
+                continue
+            why = ", ".join(f"{key.to_user_string()} last loaded {_when(ts)}" for key, ts in stale)
+            context.log.info(f"Stale beyond {label}{of}: {why}. Requesting one catch-up run.")
+            run_key = episode_run_key(stale, partition)
+            requests.append(
+                dg.RunRequest(
+                    run_key=run_key,
+                    partition_key=partition,
+                    tags={"chat_agents/trigger": "freshness-catch-up"},
+                )
+            )
+            if chat_agents_alerts.configured and run_key not in alerted:
+                alert = stale_alert(
+                    job_name,
+                    run_key,
+                    [(key, _when(ts)) for key, ts in stale],
+                    label,
+                    chat_agents_alerts,
+                    partition,
+                )
+                try:
+                    context.log.info(
+                        f"Stale alert sent to {', '.join(chat_agents_alerts.send(alert))}."
+                    )
+                except AlertDeliveryError as error:
+                    context.log.error(str(error))
+        if not requests:
+            return dg.SkipReason(" ".join(skipped))
+        # The episodes alerted on: each alerts once, however often the sensor ticks.
+        return dg.SensorResult(
+            run_requests=requests, cursor=",".join(sorted(r.run_key or "" for r in requests))
+        )
 
     return chat_agents_freshness_sensor

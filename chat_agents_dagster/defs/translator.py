@@ -20,9 +20,12 @@ GROUP = "chat_agents"
 MISTRAL_AGENTS_API_KEY = dg.AssetKey(["mistral", "agents_api"])
 
 
-def mistral_agents_api(owners: Sequence[str] = ()) -> dg.AssetSpec:
+def mistral_agents_api(
+    owners: Sequence[str] = (), partitions_def: dg.PartitionsDefinition | None = None
+) -> dg.AssetSpec:
     """The API is the one true upstream: an external asset, never materialized here, observed by
-    every load (assets.py): what was listed and how the API answered."""
+    every load (assets.py): what was listed and how the API answered; by workspace, when the
+    tables are."""
     return dg.AssetSpec(
         key=MISTRAL_AGENTS_API_KEY,
         description="Mistral's Agents API (GET /v1/agents/...): where every table's rows come"
@@ -31,6 +34,7 @@ def mistral_agents_api(owners: Sequence[str] = ()) -> dg.AssetSpec:
         group_name=GROUP,
         kinds={"api"},
         owners=list(owners),
+        partitions_def=partitions_def,
     )
 
 
