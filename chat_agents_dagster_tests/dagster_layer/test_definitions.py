@@ -304,6 +304,14 @@ def test_the_shipped_instance_monitors_runs_and_retries_crashed_runs_only(
         assert instance.run_retries_enabled
         assert instance.run_retries_max_retries == retries["max_retries"] >= 1
         assert instance.run_retries_retry_on_asset_or_op_failure is False
+        # Never two runs of one workspace (partition) at once.
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None
+        assert {
+            "key": "dagster/partition",
+            "value": {"applyLimitPerUniqueValue": True},
+            "limit": 1,
+        } in queue.tag_concurrency_limits
 
 
 @pytest.mark.parametrize(
