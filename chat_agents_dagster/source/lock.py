@@ -129,3 +129,56 @@ def _wait(handle: IO[str], name: str, path: Path, timeout: float) -> None:
                 "The other run ended; this one starts after %.1f s", time.monotonic() - started
             )
             return
+
+
+# The advisory lock's key space, so that this project's lock is told apart from others' on the
+# same server.
+_CREATION_LOCK = "chat_agents_dagster.tables_created:"
+
+
+@contextmanager
+def tables_created_one_at_a_time(
+    pipeline: dlt.Pipeline, needed: bool, holder: str = "chat-agents-load"
+) -> Iterator[None]:
+    """While `needed` (the run may create tables), holds a lock in the warehouse itself, so that
+    two workspaces' runs never create the dataset's tables at the same time: dlt's table
+    creation fails the second writer (`SchemaUpdateTerminalError`), measured with two first
+    loads into one PostgreSQL dataset. A run that finds the tables there needs no turn, so the
+    nights after the first load in parallel. On PostgreSQL a session advisory lock, released
+    with the connection however the run ends; DuckDB takes one writer per file anyway (the
+    instance's pool of one); other warehouses are not covered (docs/deployment.md)."""
+    if not needed or pipeline.destination.destination_name != "postgres":
+        yield
+        return
+    timeout = lock_timeout()
+    key = _CREATION_LOCK + pipeline.dataset_name
+    with pipeline.sql_client() as client:
+        started, waited = time.monotonic(), False
+
+        def acquired() -> bool:
+            rows = client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)
+            return bool(rows and rows[0][0])
+
+        while not acquired():
+            if not waited:
+                logger.warning(
+                    "Another workspace's run is creating the tables of %s; %s waits for it, at"
+                    " most %g s (%s)",
+                    pipeline.dataset_name,
+                    holder,
+                    timeout,
+                    LOCK_TIMEOUT_VARIABLE,
+                )
+                waited = True
+            if time.monotonic() - started >= timeout:
+                raise RunLockTimeoutError(
+                    f"Another workspace's run was still creating the tables of"
+                    f" {pipeline.dataset_name} after this run waited {timeout:g} s"
+                    f" ({LOCK_TIMEOUT_VARIABLE}). Nothing was loaded; run again once it has"
+                    " ended."
+                )
+            time.sleep(_POLL_S)
+        try:
+            yield
+        finally:
+            client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dlt
-from dlt.common.destination import TDestinationReferenceArg
+from dlt.common.destination import Destination, TDestinationReferenceArg
 from dlt.common.runtime.collector import NULL_COLLECTOR, LogCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -38,7 +38,7 @@ DEFAULT_DUCKDB_FILE = "chat_agents.duckdb"
 DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "threads": 1}
 
 
-def _duckdb_destination() -> TDestinationReferenceArg:
+def _duckdb_destination(**config: Any) -> TDestinationReferenceArg:
     """DuckDB with `DUCKDB_SETTINGS` under the user's own settings, in the file the user names
     (whole: `DESTINATION__DUCKDB__CREDENTIALS`; field by field: `...__DATABASE`, which dlt
     resolves as usual), else `chat_agents.duckdb` in the working directory.
@@ -61,7 +61,7 @@ def _duckdb_destination() -> TDestinationReferenceArg:
     else:
         named = None
     credentials = DuckDbCredentials(named, global_config={**DUCKDB_SETTINGS, **own})
-    return dlt.destinations.duckdb(credentials=credentials)
+    return dlt.destinations.duckdb(credentials=credentials, **config)
 
 
 class DuckDbOutOfMemoryError(RuntimeError):
@@ -111,8 +111,18 @@ def make_pipeline(
     """
     if destination is None:
         destination = destination_type()
+    # A merge stages its rows in the staging dataset and truncates it first: two workspaces
+    # loading at once into one staging dataset would truncate each other's rows. Each workspace
+    # stages apart; the default one where it always did.
+    staging: dict[str, Any] = (
+        {}
+        if workspace == DEFAULT_WORKSPACE
+        else {"staging_dataset_name_layout": f"%s_staging__{workspace}"}
+    )
     if destination == "duckdb":
-        destination = _duckdb_destination()
+        destination = _duckdb_destination(**staging)
+    elif isinstance(destination, str) and staging:
+        destination = Destination.from_reference(destination, **staging)
     return dlt.pipeline(
         pipeline_name=pipeline_name(workspace),
         destination=destination,

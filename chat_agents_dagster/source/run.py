@@ -9,7 +9,8 @@ both follow, so that the order of its steps is written once.
    other workspace is configured, none has rows), a table with no row yet, or one being fully
    refreshed, is written by replace instead of merge; tables shared with other workspaces are
    only ever merged into, and a full refresh there fetches everything again and merges it.
-5. Run it (`runner`: dlt's `pipeline.run`, or dagster-dlt's, which reports to Dagster).
+5. Run it (`runner`: dlt's `pipeline.run`, or dagster-dlt's, which reports to Dagster); a run that
+   may create tables while another workspace's run does waits for it (lock.py).
 6. Mark deleted what the listing no longer has (deletions.py), then count the rows,
    still holding the lock, so that a run waiting for it never reads a half-written warehouse.
 """
@@ -27,7 +28,7 @@ from dlt.extract import DltSource
 
 from chat_agents_dagster.source.configuration import workspace_arguments
 from chat_agents_dagster.source.deletions import mark_deleted
-from chat_agents_dagster.source.lock import one_run_at_a_time
+from chat_agents_dagster.source.lock import one_run_at_a_time, tables_created_one_at_a_time
 from chat_agents_dagster.source.migration import adopt_rows_without_workspace
 from chat_agents_dagster.source.pipeline import duckdb_memory_explained, table_row_counts
 from chat_agents_dagster.source.record import read_record
@@ -149,7 +150,11 @@ def run_load(
         if duckdb:
             # DuckDB loads JSON lines about twice as fast as dlt's default INSERT statements.
             options["loader_file_format"] = "jsonl"
-        result = runner(pipeline, source, options)
+        # A table another workspace's run may be creating at this moment: dlt's table creation
+        # is not safe against a second writer doing the same, so such runs take turns.
+        creating = not alone and not all(record.rows[name] for name in selected)
+        with tables_created_one_at_a_time(pipeline, creating, holder):
+            result = runner(pipeline, source, options)
         trace = pipeline.last_trace
         load_info = trace.last_load_info if trace else None
         if load_info is not None and load_info.loads_ids:
