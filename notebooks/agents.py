@@ -152,6 +152,66 @@ def _(dataset: dlt.Dataset, loaded: set[str]):
 @app.cell(hide_code=True)
 def _():
     mo.md(r"""
+    ## Workspaces side by side
+
+    Each Mistral workspace (one API key each, `CHAT_AGENTS_WORKSPACES`) loads into the same
+    tables, every row marked with its `workspace`, so every chart below counts all of them at
+    once. Live agents, their versions and their aliases, per workspace:
+    """)
+    return
+
+
+@app.cell
+def _(dataset: dlt.Dataset, loaded: set[str]):
+    _agents = read(
+        dataset,
+        loaded,
+        "SELECT workspace, COUNT(*) AS agents FROM agents WHERE deleted_at IS NULL"
+        " GROUP BY workspace",
+        ["agents"],
+        ["workspace", "agents"],
+    )
+    _counts = [
+        read(
+            dataset,
+            loaded,
+            f"SELECT workspace, COUNT(*) AS {table.removeprefix('agent_')} FROM {table}"
+            " WHERE deleted_at IS NULL GROUP BY workspace",
+            [table],
+            ["workspace", table.removeprefix("agent_")],
+        )
+        for table in ("agent_versions", "agent_aliases")
+    ]
+    workspaces = _agents
+    for _frame in _counts:
+        workspaces = workspaces.merge(_frame, on="workspace", how="left")
+    workspaces = (
+        workspaces.fillna(0)
+        .astype({"agents": int, "versions": int, "aliases": int})
+        .sort_values("workspace", ignore_index=True)
+    )
+    workspaces_chart = (
+        alt.Chart(
+            workspaces.melt("workspace", var_name="what", value_name="count"),
+            title="Live agents, versions and aliases per workspace",
+        )
+        .mark_bar()
+        .encode(
+            x=alt.X("count:Q", title=None, axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("workspace:N", title=None),
+            color=alt.Color("what:N", title=None),
+            yOffset="what:N",
+            tooltip=["workspace:N", "what:N", "count:Q"],
+        )
+        .properties(width="container")
+    )
+    mo.vstack([workspaces_chart, mo.ui.table(workspaces, selection=None)])
+    return workspaces, workspaces_chart
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
     ## Agents by model
 
     Which model each live agent answers with: the model of its **active** version (an agent
@@ -281,13 +341,14 @@ def _(dataset: dlt.Dataset, loaded: set[str]):
     aliases = read(
         dataset,
         loaded,
-        "SELECT a.name AS agent, l.agent_id, l.alias, l.version, a.version AS active_version,"
-        " l.updated_at AS pointed_at"
-        " FROM agent_aliases AS l JOIN agents AS a ON l.agent_id = a.id"
+        "SELECT l.workspace, a.name AS agent, l.agent_id, l.alias, l.version,"
+        " a.version AS active_version, l.updated_at AS pointed_at"
+        " FROM agent_aliases AS l JOIN agents AS a"
+        " ON l.workspace = a.workspace AND l.agent_id = a.id"
         " WHERE l.deleted_at IS NULL AND a.deleted_at IS NULL"
-        " ORDER BY agent, l.agent_id, l.alias",
+        " ORDER BY l.workspace, agent, l.agent_id, l.alias",
         ["agents", "agent_aliases"],
-        ["agent", "agent_id", "alias", "version", "active_version", "pointed_at"],
+        ["workspace", "agent", "agent_id", "alias", "version", "active_version", "pointed_at"],
     )
     aliases["points_at"] = [
         POINTS_AT[0] if alias == active else POINTS_AT[1] if alias < active else POINTS_AT[2]

@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="putting or deleting an alias moves its agent's updated_at",
     )
+    p.add_argument(
+        "--workspace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="serve another workspace too (repeatable): its own --agents agents, seeded apart,"
+        " for the key <api-key>-NAME",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -102,6 +110,18 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)
     with SandboxServer(world, config, host=args.host, port=args.port) as server:
         logger.info("serving %d agents (seed %d)", len(world), args.seed)
+        for n, name in enumerate(args.workspace, start=1):
+            other = World.generate(
+                agents=args.agents,
+                seed=args.seed + n,
+                min_versions=args.min_versions,
+                max_versions=args.max_versions,
+                max_aliases=args.max_aliases,
+            )
+            server.add_workspace(f"{args.api_key}-{name}", other)
+            logger.info(
+                "workspace %s: %d agents for key %s-%s", name, len(other), args.api_key, name
+            )
         sys.stdout.write(server.base_url + "\n")
         sys.stdout.flush()
         stopping.wait()

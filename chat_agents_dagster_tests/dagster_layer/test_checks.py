@@ -12,6 +12,7 @@ import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.source import make_pipeline, one_run_at_a_time
+from chat_agents_dagster.tables import DEFAULT_WORKSPACE
 from chat_agents_dagster_tests.dagster_helpers import check_results, definitions, run_job
 from chat_agents_dagster_tests.helpers import point_at
 
@@ -74,7 +75,8 @@ def test_an_orphan_version_fails_the_reference_check_and_warns_of_an_extra_row(
 
     reference = failed.pop(("agent_versions", "references_agents"))
     assert reference.severity == ERROR
-    assert reference.metadata["offending_sample"].value == [["ag_orphan"]]
+    # The sample is the reference's columns: the workspace, then the agent.
+    assert reference.metadata["offending_sample"].value == [[DEFAULT_WORKSPACE, "ag_orphan"]]
     count = failed.pop(("agent_versions", "one_row_per_listed_version"))
     assert count.severity == WARN
     assert count.metadata["extra"].value == 1 and count.metadata["missing"].value == 0

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster.source import make_pipeline, run_load
 from chat_agents_dagster_tests.helpers import load, point_at
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "agents.py"
@@ -128,6 +129,47 @@ def test_the_charts_show_what_the_api_holds_for_live_agents(
     counts = dict(zip(defs["agent_counts"].state, defs["agent_counts"].agents, strict=True))
     assert counts == {"live": len(agents), "deleted": 1}
     assert defs["live_versions"].versions.sum() == len(created)
+
+
+def test_workspaces_are_shown_side_by_side_and_counted_together(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eu_world = World.generate(agents=7, seed=77, max_versions=3, max_aliases=2)
+    sandbox.add_workspace("sk-test-eu-notebook", eu_world)
+    point_at(sandbox, monkeypatch.setenv)
+    monkeypatch.setenv(
+        "SOURCES__CHAT_AGENTS_SOURCE__WORKSPACES__EU__API_KEY", "sk-test-eu-notebook"
+    )
+    for workspace in ("default", "eu"):
+        run_load(make_pipeline(workspace=workspace), workspace=workspace, alone=False)
+    worlds = {"default": sandbox.world, "eu": eu_world}
+
+    defs = run_notebook()
+
+    expected = {
+        name: (
+            len(world.agents()),
+            sum(len(world.versions(a["id"])) for a in world.agents()),
+            sum(len(world.aliases(a["id"])) for a in world.agents()),
+        )
+        for name, world in worlds.items()
+    }
+    table = defs["workspaces"]
+    assert {
+        row.workspace: (row.agents, row.versions, row.aliases) for row in table.itertuples()
+    } == expected
+    drawn = {
+        (row["workspace"], row["what"]): row["count"]
+        for row in chart_rows(defs["workspaces_chart"].to_dict())
+    }
+    assert drawn[("eu", "agents")] == expected["eu"][0]
+    # The other charts count every workspace together; aliases join within their workspace.
+    by_model = Counter(a["model"] for world in worlds.values() for a in world.agents())
+    assert {
+        row["model"]: row["agents"] for row in chart_rows(defs["agents_by_model_chart"].to_dict())
+    } == by_model
+    assert len(defs["aliases"]) == sum(aliases for _, _, aliases in expected.values())
+    assert set(defs["aliases"].workspace) == set(worlds)
 
 
 def test_the_notebook_runs_in_marimo_headless_as_a_user_opens_it(

@@ -600,6 +600,7 @@ def test_stop_is_prompt_with_keepalive_connections(http: requests.Session) -> No
 def test_cli_serves_until_sigterm() -> None:
     command = [sys.executable, "-m", "chat_agents_dagster.sandbox", "--port", "0"]
     command += ["--agents", "5", "--seed", "2", "--api-key", "cli-key", "--log-level", "WARNING"]
+    command += ["--workspace", "eu"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -609,6 +610,9 @@ def test_cli_serves_until_sigterm() -> None:
         assert re.match(r"^http://127\.0\.0\.1:\d+/v1$", base_url)
         answer = requests.get(f"{base_url}/agents", headers={"Authorization": "Bearer cli-key"})
         assert ids(answer.json()) == ids(World.generate(agents=5, seed=2).agents())[::-1]
+        # Another workspace, for its own key, seeded apart.
+        eu = requests.get(f"{base_url}/agents", headers={"Authorization": "Bearer cli-key-eu"})
+        assert ids(eu.json()) == ids(World.generate(agents=5, seed=3).agents())[::-1]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
