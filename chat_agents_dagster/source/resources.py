@@ -385,4 +385,5 @@ def source_for_definitions() -> DltSource:
         record=WarehouseRecord(),
         empty_table_format=None,
         run_stats=RunStats(),
+        workspace=DEFAULT_WORKSPACE,
     )

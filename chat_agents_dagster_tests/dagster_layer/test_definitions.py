@@ -75,8 +75,11 @@ dlt.Pipeline.__init__ = no_pipeline
 """
 
 
+@pytest.mark.parametrize(
+    "workspaces", ["", "default,eu"], ids=["one_workspace", "partitioned_by_workspace"]
+)
 def test_the_code_location_resolves_none_of_the_projects_settings_and_builds_no_pipeline(
-    isolated: Path,
+    isolated: Path, workspaces: str
 ) -> None:
     # dlt's own runtime settings (logging, telemetry, naming) are read when any dlt source is
     # built, which @dlt_assets needs; the destination, its credentials, the API key and every
@@ -91,6 +94,7 @@ def test_the_code_location_resolves_none_of_the_projects_settings_and_builds_no_
     # A destination no run could use, and no working directory yet: loading must not notice.
     env["DESTINATION_TYPE"] = "nosuchdb"
     env["DLT_DATA_DIR"] = str(isolated / "dlt-data-never-made")
+    env["CHAT_AGENTS_WORKSPACES"] = workspaces
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
