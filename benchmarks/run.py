@@ -187,12 +187,58 @@ def spawn(
     return proc.returncode, wall, usage.ru_maxrss
 
 
+def spawn_together(
+    jobs: list[tuple[list[str], dict[str, str], Lane]], timeout_s: float
+) -> list[tuple[int, float, int]]:
+    """Start every job at once and wait for all; per job (exit code, wall seconds from the common
+    start, peak RSS in KiB), as `spawn` gives for one."""
+    started = time.perf_counter()
+    procs = []
+    for cmd, env, lane in jobs:
+        out = (lane.root / "stdout").open("wb")
+        err = (lane.root / "stderr").open("wb")
+        procs.append(
+            (
+                subprocess.Popen(cmd, env=env, cwd=lane.root / "cwd", stdout=out, stderr=err),
+                out,
+                err,
+            )
+        )
+    timers = [threading.Timer(timeout_s, proc.kill) for proc, _, _ in procs]
+    for timer in timers:
+        timer.start()
+    outcomes: dict[int, tuple[int, float, int]] = {}
+    try:
+        while len(outcomes) < len(procs):
+            pid, status, usage = os.wait4(-1, 0)
+            for proc, _, _ in procs:
+                if proc.pid == pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    outcomes[pid] = (
+                        proc.returncode,
+                        time.perf_counter() - started,
+                        usage.ru_maxrss,
+                    )
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for _, out, err in procs:
+            out.close()
+            err.close()
+    return [outcomes[proc.pid] for proc, _, _ in procs]
+
+
 def run_pipeline(
-    lane: Lane, server: SandboxServer, args: argparse.Namespace, extra_env: dict[str, str]
+    lane: Lane,
+    server: SandboxServer,
+    args: argparse.Namespace,
+    extra_env: dict[str, str],
+    command: list[str] | None = None,
+    truth: dict[str, int] | None = None,
 ) -> Run:
     env = child_env(lane, server.base_url, extra_env)
     server.stats.reset()
-    code, wall, peak_kib = spawn(COMMANDS[lane.pipeline], env, lane, args.timeout)
+    code, wall, peak_kib = spawn(command or COMMANDS[lane.pipeline], env, lane, args.timeout)
     stats = server.stats.snapshot()
     summary: dict[str, Any] = {}
     for line in (lane.root / "stdout").read_text().splitlines():
@@ -214,11 +260,83 @@ def run_pipeline(
         status_429=server.stats.count_status(429),
         peak_mib=round(peak_kib / 1024, 1),
         rows=live_rows(lane.db),
-        truth=world_truth(server.world),
+        truth=truth or world_truth(server.world),
         by_route=stats["by_route"],
         summary=summary,
         error=error,
     )
+
+
+# Scenario 6's workspaces: the default one and ws1, ws2, ... each with a key of its own.
+def workspace_names(count: int) -> list[str]:
+    return ["default", *(f"ws{n}" for n in range(1, count))]
+
+
+def workspace_env(names: list[str]) -> dict[str, str]:
+    """The code location configured for `names`, as a user configures it."""
+    env = {"CHAT_AGENTS_WORKSPACES": ",".join(names)}
+    for name in names[1:]:
+        env[f"SOURCES__CHAT_AGENTS_SOURCE__WORKSPACES__{name.upper()}__API_KEY"] = (
+            f"{API_KEY}-{name}"
+        )
+    return env
+
+
+def partition_command(name: str) -> list[str]:
+    """One run of chat_agents_job for a workspace's partition, as the schedule asks for it."""
+    return [*COMMANDS[DAGSTER], "--tags", json.dumps({"dagster/partition": name})]
+
+
+def total(runs: list[Run], label: str, wall_s: float) -> Run:
+    """Several runs as one: their requests summed, the peak of their peaks, the rows and truth
+    of the last (which holds every workspace)."""
+    last = runs[-1]
+    return Run(
+        pipeline=label,
+        ok=all(run.ok for run in runs),
+        wall_s=round(wall_s, 2),
+        requests=sum(run.requests for run in runs),
+        request_window_s=sum(run.request_window_s for run in runs),
+        status_429=sum(run.status_429 for run in runs),
+        peak_mib=max(run.peak_mib for run in runs),
+        rows=last.rows,
+        truth=last.truth,
+        error="; ".join(run.error for run in runs if run.error) or None,
+    )
+
+
+def postgres_rows(url: str) -> dict[str, int]:
+    import psycopg2  # only scenario 6 with --ws-postgres-url needs it
+
+    rows = dict.fromkeys(TABLES, 0)
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f'SELECT COUNT(*) FROM "{DATASET}"."{table}" WHERE deleted_at IS NULL')
+            rows[table] = int(cursor.fetchone()[0])
+    return rows
+
+
+@contextmanager
+def postgres_database(url: str) -> Iterator[str]:
+    """A new, empty database on the server at `url` (its role needs CREATEDB), dropped after."""
+    import psycopg2
+
+    name = f"chat_agents_bench_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
 
 
 def mutate(world: World, args: argparse.Namespace) -> dict[str, int]:
@@ -497,6 +615,145 @@ class Bench:
             ],
         )
 
+    def workspaces(self) -> Iterator[Scenario]:
+        """N workspaces of A agents, one Dagster run per partition, against one workspace of
+        N x A agents in one run: what partitioning by workspace costs, one after another on
+        DuckDB (the instance's pool of one); and on PostgreSQL, where given, the N runs one after
+        another against all at once."""
+        args, count, agents = self.args, self.args.ws_count, self.args.ws_agents
+        names = workspace_names(count)
+        runs: list[tuple[str, Run]] = []
+        with sandbox(count * agents, args, args.ws_latency_ms) as server:
+            one = self.run(Lane(DAGSTER, self.root / "ws-one"), server)
+        runs.append((f"1 ws x {count * agents}", one))
+
+        def worlds(server: SandboxServer) -> list[World]:
+            extra = []
+            for n, name in enumerate(names[1:], start=1):
+                world = World.generate(
+                    agents=agents,
+                    seed=args.seed + n,
+                    min_versions=args.versions,
+                    max_versions=args.versions,
+                )
+                server.add_workspace(f"{API_KEY}-{name}", world)
+                extra.append(world)
+            return [server.world, *extra]
+
+        def truth_of(loaded: list[World]) -> dict[str, int]:
+            return {t: sum(world_truth(w)[t] for w in loaded) for t in TABLES}
+
+        env = self.ours_env | workspace_env(names)
+        with sandbox(agents, args, args.ws_latency_ms) as server:
+            every = worlds(server)
+            lane = Lane(DAGSTER, self.root / "ws-serial")
+            parts = [
+                run_pipeline(
+                    lane, server, args, env, partition_command(name), truth_of(every[: n + 1])
+                )
+                for n, name in enumerate(names)
+            ]
+        serial = total(parts, f"{count} workspaces, serial", sum(p.wall_s for p in parts))
+        runs.append((f"{count} ws x {agents} serial", serial))
+        figures: dict[str, Any] = {
+            "workspaces": count,
+            "agents_per_workspace": agents,
+            "serial_duckdb_time_ratio": ratio(serial.wall_s, one.wall_s, serial, one),
+            "serial_duckdb_requests_ratio": ratio(serial.requests, one.requests, serial, one),
+        }
+        notes = [
+            f"{count} workspaces serial on DuckDB against one of {count * agents} agents: time"
+            f" {fmt(figures['serial_duckdb_time_ratio'])},"
+            f" requests {fmt(figures['serial_duckdb_requests_ratio'])}"
+        ]
+        if args.ws_postgres_url:
+            pg_serial, pg_parallel = self.workspaces_on_postgres(names, worlds, truth_of, env)
+            runs += [
+                (f"{count} ws x {agents} serial pg", pg_serial),
+                (f"{count} ws x {agents} parallel pg", pg_parallel),
+            ]
+            figures["parallel_postgres_speedup"] = ratio(
+                pg_serial.wall_s, pg_parallel.wall_s, pg_serial, pg_parallel
+            )
+            notes.append(
+                f"PostgreSQL: {count} partitions at once against one after another:"
+                f" {fmt(figures['parallel_postgres_speedup'])} faster"
+            )
+        yield Scenario(
+            "6_workspaces",
+            f"Scenario 6: {count} workspaces of {agents} agents through Dagster, a run per"
+            f" partition ({args.versions} versions per agent, {args.ws_latency_ms:g} ms)",
+            runs,
+            figures,
+            notes,
+        )
+
+    def workspaces_on_postgres(
+        self,
+        names: list[str],
+        worlds: Callable[[SandboxServer], list[World]],
+        truth_of: Callable[[list[World]], dict[str, int]],
+        env: dict[str, str],
+    ) -> tuple[Run, Run]:
+        """(one after another, all at once): each into a new database, each run in its own
+        process with its own Dagster instance, as run workers are."""
+        args = self.args
+        results = []
+        for mode in ("serial", "parallel"):
+            with (
+                sandbox(args.ws_agents, args, args.ws_latency_ms) as server,
+                postgres_database(args.ws_postgres_url) as url,
+            ):
+                every = worlds(server)
+                pg = env | {
+                    "DESTINATION_TYPE": "postgres",
+                    "DESTINATION__POSTGRES__CREDENTIALS": url,
+                }
+                lanes = [Lane(DAGSTER, self.root / f"ws-pg-{mode}-{name}") for name in names]
+                server.stats.reset()
+                started = time.perf_counter()
+                if mode == "serial":
+                    outcomes = [
+                        spawn(
+                            partition_command(name),
+                            child_env(lane, server.base_url, pg),
+                            lane,
+                            args.timeout,
+                        )
+                        for name, lane in zip(names, lanes, strict=True)
+                    ]
+                else:
+                    outcomes = spawn_together(
+                        [
+                            (partition_command(name), child_env(lane, server.base_url, pg), lane)
+                            for name, lane in zip(names, lanes, strict=True)
+                        ],
+                        args.timeout,
+                    )
+                wall = time.perf_counter() - started
+                stats = server.stats.snapshot()
+                failed = [
+                    f"{name}: exit {code}"
+                    for name, (code, _, _) in zip(names, outcomes, strict=True)
+                    if code != 0
+                ]
+                results.append(
+                    Run(
+                        pipeline=f"{DAGSTER} {mode} PostgreSQL",
+                        ok=not failed,
+                        wall_s=round(wall, 2),
+                        requests=stats["total"],
+                        request_window_s=stats["window_s"],
+                        status_429=server.stats.count_status(429),
+                        peak_mib=round(max(peak for _, _, peak in outcomes) / 1024, 1),
+                        rows=postgres_rows(url),
+                        truth=truth_of(every),
+                        by_route=stats["by_route"],
+                        error="; ".join(failed) or None,
+                    )
+                )
+        return results[0], results[1]
+
 
 def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     """PASS/FAIL per target (a missing figure fails), SKIP when its scenario did not run."""
@@ -581,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated subset of 1-5")
+    p.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated subset of 1-6")
     p.add_argument("--agents", type=int, default=300, help="world size of scenarios 1-3")
     p.add_argument("--versions", type=int, default=5, help="versions per agent, every world")
     p.add_argument("--latency-ms", type=float, default=50.0, help="sandbox latency, scenarios 1-4")
@@ -625,6 +882,16 @@ def main(argv: list[str] | None = None) -> int:
         help="scenario 5: the two world sizes",
     )
     p.add_argument("--mem-latency-ms", type=float, default=5.0, help="sandbox latency, scenario 5")
+    p.add_argument("--ws-count", type=int, default=3, help="scenario 6: workspaces")
+    p.add_argument("--ws-agents", type=int, default=100, help="scenario 6: agents per workspace")
+    p.add_argument("--ws-latency-ms", type=float, default=20.0, help="sandbox latency, scenario 6")
+    p.add_argument(
+        "--ws-postgres-url",
+        default=None,
+        help="scenario 6: a PostgreSQL server whose role may CREATEDB, for the serial and parallel"
+        " runs there (e.g. postgresql://chat_agents:chat_agents@127.0.0.1:5432/chat_agents);"
+        " None: DuckDB only",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is killed")
     p.add_argument(
         "--workdir",
@@ -660,6 +927,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.loads(chosen) if chosen & {1, 2, 3} else (),
             bench.rate_limit() if 4 in chosen else (),
             bench.memory() if 5 in chosen else (),
+            bench.workspaces() if 6 in chosen else (),
         )
         for scenario in scenarios:  # each is reported as soon as it ends
             report(scenario)
