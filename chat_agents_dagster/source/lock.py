@@ -11,6 +11,7 @@ alive). Its holder writes who it is into the file, for the error of a run that g
 Where `fcntl` is missing (Windows) there is no lock.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -45,7 +46,14 @@ class RunLockTimeoutError(RuntimeError):
 
 
 def lock_path(pipeline: dlt.Pipeline) -> Path:
-    return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock"
+    """The pipeline's lock; on DuckDB, the file's: DuckDB lets one process write a file, so
+    every workspace's runs into one file take turns (measured: a backfill of two workspaces'
+    partitions, started together by a fresh instance's queue, failed the second on the file)."""
+    name = pipeline.pipeline_name
+    if pipeline.destination.destination_name == "duckdb":
+        database = str(getattr(pipeline.destination_client().config.credentials, "database", ""))
+        name = "duckdb-" + hashlib.sha256(os.path.abspath(database).encode()).hexdigest()[:16]
+    return Path(pipeline.pipelines_dir) / f"{name}.lock"
 
 
 def lock_timeout() -> float:

@@ -117,7 +117,7 @@ def make_pipeline(
     staging: dict[str, Any] = (
         {}
         if workspace == DEFAULT_WORKSPACE
-        else {"staging_dataset_name_layout": f"%s_staging__{workspace}"}
+        else {"staging_dataset_name_layout": f"%s_staging_{workspace}"}
     )
     if destination == "duckdb":
         destination = _duckdb_destination(**staging)
