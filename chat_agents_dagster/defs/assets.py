@@ -54,11 +54,8 @@ def workspace_partitions(settings: DeploymentSettings) -> dg.StaticPartitionsDef
     return dg.StaticPartitionsDefinition(list(settings.workspaces))
 
 
-def run_workspace(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
-    """The workspace a run loads or checks: its partition, else the default one."""
-    if isinstance(context, dg.AssetCheckExecutionContext):
-        execution = context.op_execution_context
-        return execution.partition_key if execution.has_partition_key else DEFAULT_WORKSPACE
+def run_workspace(context: dg.AssetExecutionContext) -> str:
+    """The workspace a run loads: its partition, else the default one."""
     return context.partition_key if context.has_partition_key else DEFAULT_WORKSPACE
 
 
