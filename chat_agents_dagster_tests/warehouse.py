@@ -31,6 +31,19 @@ def current_rows(
     return set(query(pipeline, sql))
 
 
+def rows_of_workspace(pipeline: dlt.Pipeline, workspace: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table that `workspace` holds, ordered by key: equal results mean the
+    workspace's rows were not touched in between."""
+    return {
+        table.name: query(
+            pipeline,
+            f"SELECT * FROM {{dataset}}.{table.name} WHERE workspace = '{workspace}'"
+            f" ORDER BY {', '.join(table.primary_key)}",
+        )
+        for table in TABLES
+    }
+
+
 def deleted(pipeline: dlt.Pipeline, table: str, column: str) -> set[Any]:
     sql = f"SELECT {column} FROM {{dataset}}.{table} WHERE deleted_at IS NOT NULL"
     return {row[0] for row in query(pipeline, sql)}

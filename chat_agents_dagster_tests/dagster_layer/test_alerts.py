@@ -41,7 +41,13 @@ from chat_agents_dagster.defs.translator import table_asset_key
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.tables import TABLES
 from chat_agents_dagster_tests.conftest import DAGSTER_TEST_URL, SLACK_TEST_TOKEN
-from chat_agents_dagster_tests.dagster_helpers import check_results, definitions, run_job
+from chat_agents_dagster_tests.dagster_helpers import (
+    Clock,
+    check_results,
+    definitions,
+    materialize_all,
+    run_job,
+)
 from chat_agents_dagster_tests.helpers import API_KEY, point_at
 from chat_agents_dagster_tests.receiver import (
     SLACK_POST_PATH,
@@ -266,19 +272,6 @@ def test_a_schema_change_sends_one_notification_listing_the_failed_warn_checks(
 
     assert reactions(warnings.tick()) == {}
     assert len(alert_receiver.received()) == len(CHANNELS)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def materialize_all(instance: dg.DagsterInstance) -> None:
-    for key in KEYS:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
 
 
 def freshness_ticker(instance: dg.DagsterInstance, clock: Clock) -> Ticker:

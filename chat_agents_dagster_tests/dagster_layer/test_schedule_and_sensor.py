@@ -13,6 +13,7 @@ from chat_agents_dagster.defs.deployment import DeploymentSettingError, Deployme
 from chat_agents_dagster.defs.schedules import build_chat_agents_job, build_nightly_schedule
 from chat_agents_dagster.defs.sensors import build_freshness_sensor
 from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster_tests.dagster_helpers import Clock, materialize_all
 
 KEYS = [dg.AssetKey(["chat_agents_data", table.name]) for table in TABLES]
 HOUR = 3600.0
@@ -60,24 +61,11 @@ def test_a_bad_cron_fails_the_load_naming_the_variable() -> None:
         build_nightly_schedule(settings, build_chat_agents_job(settings))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
     resources = {RESOURCE_KEY: ChatAgentsAlerts()}  # no channel: the sensor only asks for runs
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         data = sensor.evaluate_tick(context)
     return list(data.run_requests or [])
-
-
-def materialize_all(instance: dg.DagsterInstance) -> None:
-    for key in KEYS:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
 
 
 def test_the_freshness_sensor_asks_for_one_catch_up_run_per_stale_episode() -> None:

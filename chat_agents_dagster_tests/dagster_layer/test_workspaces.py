@@ -19,14 +19,14 @@ from chat_agents_dagster.source import ApiAuthError, make_pipeline
 from chat_agents_dagster.tables import DEFAULT_WORKSPACE, TABLES
 from chat_agents_dagster_tests.dagster_helpers import (
     FULL_REFRESH,
+    Clock,
     check_results,
     definitions,
     materializations,
     run_job,
 )
-from chat_agents_dagster_tests.dagster_layer.test_schedule_and_sensor import Clock
 from chat_agents_dagster_tests.helpers import point_at, query
-from chat_agents_dagster_tests.warehouse import assert_equals_truth
+from chat_agents_dagster_tests.warehouse import assert_equals_truth, rows_of_workspace
 
 EU, US = "eu", "us"
 KEYS = {EU: "sk-test-eu-key-recognisable", US: "sk-test-us-key-recognisable"}
@@ -114,26 +114,13 @@ def test_a_refused_key_fails_its_partition_alone(
     assert_equals_truth(make_pipeline(), worlds[DEFAULT_WORKSPACE])
 
 
-def rows_of(workspace: str) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table that `workspace` holds, ordered by key."""
-    pipeline = make_pipeline()
-    return {
-        table.name: query(
-            pipeline,
-            f"SELECT * FROM {{dataset}}.{table.name} WHERE workspace = '{workspace}'"
-            f" ORDER BY {', '.join(table.primary_key)}",
-        )
-        for table in TABLES
-    }
-
-
 def test_deletions_and_a_full_refresh_of_one_partition_leave_the_others_rows_untouched(
     worlds: dict[str, World],
 ) -> None:
     defs, instance = definitions(workspaces=WORKSPACES), dg.DagsterInstance.ephemeral()
     for workspace in WORKSPACES:
         assert run_job(defs, instance, partition=workspace).success
-    untouched = rows_of(DEFAULT_WORKSPACE)
+    untouched = rows_of_workspace(make_pipeline(), DEFAULT_WORKSPACE)
     gone = worlds[EU].agents()[0]["id"]
     worlds[EU].delete_agent(gone)
 
@@ -142,7 +129,7 @@ def test_deletions_and_a_full_refresh_of_one_partition_leave_the_others_rows_unt
 
     assert deleted.success and refreshed.success
     assert all(e.passed for e in check_results(refreshed).values())
-    assert rows_of(DEFAULT_WORKSPACE) == untouched
+    assert rows_of_workspace(make_pipeline(), DEFAULT_WORKSPACE) == untouched
     pipeline = make_pipeline()
     assert_equals_truth(pipeline, worlds[EU], EU)
     # Marked deleted, and kept through the full refresh: the API cannot give it back.

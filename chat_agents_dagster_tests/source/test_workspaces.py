@@ -17,7 +17,11 @@ from chat_agents_dagster.source import ApiAuthError, ChatAgentsConfigError, make
 from chat_agents_dagster.source.configuration import configured_workspaces
 from chat_agents_dagster.tables import DEFAULT_WORKSPACE, TABLES
 from chat_agents_dagster_tests.helpers import error_chain, point_at, query
-from chat_agents_dagster_tests.warehouse import assert_equals_truth, assert_no_duplicate_keys
+from chat_agents_dagster_tests.warehouse import (
+    assert_equals_truth,
+    assert_no_duplicate_keys,
+    rows_of_workspace,
+)
 
 EU = "eu"
 EU_KEY = "sk-test-eu-workspace-key-recognisable"
@@ -107,14 +111,7 @@ def test_deletions_and_a_full_refresh_in_one_workspace_leave_the_other_untouched
     server, eu_world = two_workspaces
     load(DEFAULT_WORKSPACE)
     load(EU)
-    before = {
-        table.name: query(
-            make_pipeline(),
-            f"SELECT * FROM {{dataset}}.{table.name} WHERE workspace = '{DEFAULT_WORKSPACE}'"
-            f" ORDER BY {', '.join(table.primary_key)}",
-        )
-        for table in TABLES
-    }
+    before = rows_of_workspace(make_pipeline(), DEFAULT_WORKSPACE)
     gone = eu_world.agents()[0]["id"]
     eu_world.delete_agent(gone)
 
@@ -127,16 +124,9 @@ def test_deletions_and_a_full_refresh_in_one_workspace_leave_the_other_untouched
     assert query(
         pipeline, f"SELECT deleted_at IS NOT NULL FROM {{dataset}}.agents WHERE id = '{gone}'"
     ) == [(True,)]
+    after = rows_of_workspace(pipeline, DEFAULT_WORKSPACE)
     for table in TABLES:
-        assert (
-            query(
-                pipeline,
-                f"SELECT * FROM {{dataset}}.{table.name}"
-                f" WHERE workspace = '{DEFAULT_WORKSPACE}'"
-                f" ORDER BY {', '.join(table.primary_key)}",
-            )
-            == before[table.name]
-        ), table.name
+        assert after[table.name] == before[table.name], table.name
     assert_equals_truth(pipeline, server.world)
 
 
