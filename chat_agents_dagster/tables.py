@@ -1,4 +1,7 @@
-"""The five tables, as both layers know them: names, primary keys, parent links and references.
+"""The tables, as both layers know them: names, primary keys, parent links and references.
+
+The five loaded tables (`TABLES`) come from the API; the two governance tables
+(`GOVERNANCE_TABLES`) are derived from them in the warehouse, without a request.
 
 The dlt source takes its resources' names and primary keys from here, the Dagster translator its
 lineage and the asset checks their key, reference and coverage checks; none of those names a
@@ -11,6 +14,11 @@ from dataclasses import dataclass
 
 SOURCE_NAME = "chat_agents_source"
 PIPELINE_NAME = "chat_agents_pipeline"
+# The governance tables load through pipelines and a schema of their own, into the same dataset:
+# a full refresh of the five tables (dlt's `drop_resources`) drops only its own schema's tables,
+# and the alias history, which the API cannot give back, is never among them.
+GOVERNANCE_SOURCE_NAME = "chat_agents_governance"
+GOVERNANCE_PIPELINE_NAME = "chat_agents_governance"
 DATASET_NAME = "chat_agents_data"
 # Every row says which Mistral workspace it came from, and the workspace leads every key and
 # reference: the tables hold every workspace, and a query across them is one query. The
@@ -91,3 +99,27 @@ TABLES: tuple[TableSpec, ...] = (
 )
 
 TABLES_BY_NAME: dict[str, TableSpec] = {table.name: table for table in TABLES}
+
+ALIAS_HISTORY = "agent_alias_history"
+VERSION_CHANGES = "agent_version_changes"
+
+GOVERNANCE_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        name=ALIAS_HISTORY,
+        primary_key=(WORKSPACE, "agent_id", "alias", "valid_from"),
+        parent="agent_aliases",
+        description="Every version each alias has pointed at, with the interval it held"
+        " (valid_from, valid_to; valid_to null while current), dated by the API's updated_at"
+        " where it tells and by the run that saw the move where it does not.",
+    ),
+    TableSpec(
+        name=VERSION_CHANGES,
+        primary_key=(WORKSPACE, "agent_id", "version"),
+        parent="agent_versions",
+        description="One row per agent and consecutive pair of versions: what changed from"
+        " previous_version to version in model, instructions, description, tools, completion"
+        " arguments, guardrails, handoffs and metadata.",
+    ),
+)
+
+GOVERNANCE_TABLES_BY_NAME: dict[str, TableSpec] = {table.name: table for table in GOVERNANCE_TABLES}

@@ -14,6 +14,7 @@ import dagster as dg
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
+from chat_agents_dagster.defs.assets import POOL
 from chat_agents_dagster.defs.schema_changes import check_column_schema_change
 from chat_agents_dagster.defs.translator import table_asset_key
 from chat_agents_dagster.source import make_pipeline, one_run_at_a_time
@@ -93,7 +94,7 @@ class History:
         return self._latest[table]
 
 
-def _result(
+def check_result(
     table: str,
     check: str,
     offending: tuple[int, list[tuple[Any, ...]]],
@@ -114,7 +115,7 @@ def _result(
     )
 
 
-def _absent(sql: Sql, table: str, check: str, *reads: str) -> dg.AssetCheckResult | None:
+def table_absent(sql: Sql, table: str, check: str, *reads: str) -> dg.AssetCheckResult | None:
     """A failed result if a table the check reads does not exist, else None."""
     missing = [name for name in (table, *reads) if not sql.exists(name)]
     if not missing:
@@ -147,7 +148,9 @@ def _listed_versions(sql: Sql) -> str:
     )
 
 
-def _missing(sql: Sql, left: str, left_cols: list[str], right: str, right_cols: list[str]) -> str:
+def rows_missing(
+    sql: Sql, left: str, left_cols: list[str], right: str, right_cols: list[str]
+) -> str:
     """Rows of `left` (a query or table, aliased l) with no row of `right` (aliased r)."""
     on = " AND ".join(f"{lc} = {rc}" for lc, rc in zip(left_cols, right_cols, strict=True))
     return (
@@ -156,8 +159,8 @@ def _missing(sql: Sql, left: str, left_cols: list[str], right: str, right_cols: 
     )
 
 
-def check_primary_key(sql: Sql, _: History, table: TableSpec) -> dg.AssetCheckResult:
-    if absent := _absent(sql, table.name, "primary_key"):
+def check_primary_key(sql: Sql, _: History | None, table: TableSpec) -> dg.AssetCheckResult:
+    if absent := table_absent(sql, table.name, "primary_key"):
         return absent
     keys = ", ".join(sql.cols(table.primary_key, "t"))
     name = sql.table(table.name)
@@ -168,7 +171,7 @@ def check_primary_key(sql: Sql, _: History, table: TableSpec) -> dg.AssetCheckRe
     )
     offending = (duplicates[0] + nulls, duplicates[1])
     rows = sql.count(f"SELECT * FROM {name} t")
-    return _result(
+    return check_result(
         table.name,
         "primary_key",
         offending,
@@ -182,16 +185,16 @@ def check_primary_key(sql: Sql, _: History, table: TableSpec) -> dg.AssetCheckRe
 def check_reference(
     sql: Sql, _: History, table: TableSpec, reference: Reference
 ) -> dg.AssetCheckResult:
-    if absent := _absent(sql, table.name, f"references_{reference.table}", reference.table):
+    if absent := table_absent(sql, table.name, f"references_{reference.table}", reference.table):
         return absent
-    query = _missing(
+    query = rows_missing(
         sql,
         sql.current_rows(table.name),
         sql.cols(reference.columns, "l"),
         sql.current_rows(reference.table),
         sql.cols(reference.table_columns, "r"),
     )
-    return _result(table.name, f"references_{reference.table}", sql.offending(query), ERROR)
+    return check_result(table.name, f"references_{reference.table}", sql.offending(query), ERROR)
 
 
 def _gone_mid_run(history: History, table: str) -> set[str]:
@@ -207,7 +210,7 @@ def check_one_row_per(sql: Sql, history: History, table: TableSpec) -> dg.AssetC
     ERROR unless its agent answered 404 in the run that loaded the table (deleted mid-run: the
     next run marks it deleted); extra rows, and explained holes, are a WARN."""
     check = f"one_row_per_{table.one_row_per}"
-    if absent := _absent(sql, table.name, check, "agents"):
+    if absent := table_absent(sql, table.name, check, "agents"):
         return absent
     keys: tuple[str, ...] = ("agent_id", "version")
     expected, own = f"({_listed_versions(sql)})", keys
@@ -217,11 +220,13 @@ def check_one_row_per(sql: Sql, history: History, table: TableSpec) -> dg.AssetC
             *sql.names("id", "agent_id"), sql.current_rows("agents")
         )
     name = sql.current_rows(table.name)
-    missing = sql.rows(_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
-    extra = sql.offending(_missing(sql, name, sql.cols(own, "l"), expected, sql.cols(keys, "r")))
+    missing = sql.rows(rows_missing(sql, expected, sql.cols(keys, "l"), name, sql.cols(own, "r")))
+    extra = sql.offending(
+        rows_missing(sql, name, sql.cols(own, "l"), expected, sql.cols(keys, "r"))
+    )
     gone = _gone_mid_run(history, table.name)
     unexplained = [row for row in missing if str(row[0]) not in gone]
-    return _result(
+    return check_result(
         table.name,
         check,
         (len(missing) + extra[0], (unexplained or missing)[:SAMPLE] + extra[1]),
@@ -237,7 +242,7 @@ def check_one_row_per(sql: Sql, history: History, table: TableSpec) -> dg.AssetC
 def check_not_emptied(sql: Sql, history: History, table: TableSpec) -> dg.AssetCheckResult:
     """ERROR if no live row is left although this run's API answers had rows for the table
     (`api_rows`); WARN if no live row is left but the materialization before had some."""
-    if absent := _absent(sql, table.name, "not_emptied"):
+    if absent := table_absent(sql, table.name, "not_emptied"):
         return absent
     rows = sql.count(f"SELECT * FROM {sql.current_rows(table.name)} t")
     figures = []
@@ -248,7 +253,7 @@ def check_not_emptied(sql: Sql, history: History, table: TableSpec) -> dg.AssetC
         figures.append(int(value.value or 0) if isinstance(value, dg.IntMetadataValue) else 0)
     reported, before = [*figures, 0, 0][:2]
     offending = 1 if rows == 0 and (reported or before) else 0
-    return _result(
+    return check_result(
         table.name,
         "not_emptied",
         (offending, []),
@@ -328,7 +333,7 @@ CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
     specs=[spec for spec, _ in CHECKS],
     can_subset=True,
     name="chat_agents_checks",
-    pool="chat_agents_pipeline",
+    pool=POOL,
 )
 def chat_agents_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
     """All checks in one step and one warehouse connection, holding the run lock so that no load

@@ -1,4 +1,5 @@
-"""The job that loads all five tables and runs their checks, and its nightly schedule."""
+"""The job that loads all five tables, derives the governance tables from them, runs every
+check, and its nightly schedule."""
 
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ from chat_agents_dagster.defs.deployment import (
     DeploymentSettings,
 )
 from chat_agents_dagster.defs.translator import table_asset_key
-from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster.tables import GOVERNANCE_TABLES, TABLES
 
 if TYPE_CHECKING:
     # What define_asset_job returns; dagster does not export the name.
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
         UnresolvedAssetJobDefinition,
     )
 
-TABLE_ASSETS = dg.AssetSelection.assets(*(table_asset_key(table.name) for table in TABLES))
+TABLE_ASSETS = dg.AssetSelection.assets(
+    *(table_asset_key(table.name) for table in (*TABLES, *GOVERNANCE_TABLES))
+)
 
 JOB_NAME = "chat_agents_job"
 SCHEDULE_NAME = "chat_agents_nightly"
@@ -33,8 +36,8 @@ def build_chat_agents_job(settings: DeploymentSettings) -> "UnresolvedAssetJobDe
     return dg.define_asset_job(
         name=JOB_NAME,
         selection=TABLE_ASSETS,
-        description="Load every agent, detail, version, version detail and alias; run their"
-        " checks.",
+        description="Load every agent, detail, version, version detail and alias; derive the alias"
+        " history and the changes between versions; run every check.",
         tags=tags,
     )
 

@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         help="putting or deleting an alias moves its agent's updated_at",
     )
     p.add_argument(
+        "--alias-put-moves-alias-updated-at",
+        action="store_true",
+        help="re-pointing an alias moves the alias's own updated_at (default: it stays)",
+    )
+    p.add_argument(
         "--workspace",
         action="append",
         default=[],
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         token_on_last_page=not args.no_token_on_last_page,
         switch_moves_updated_at=args.switch_moves_updated_at,
         alias_moves_updated_at=args.alias_moves_updated_at,
+        alias_put_moves_alias_updated_at=args.alias_put_moves_alias_updated_at,
         seed=args.seed,
     )
     stopping = threading.Event()

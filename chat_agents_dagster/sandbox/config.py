@@ -25,7 +25,9 @@ class SandboxConfig:
     first, so that an offset page list shifts when an agent or version is created during a scan;
     token_on_last_page gives the last page of the cursor listing a token whose page is empty;
     switch_moves_updated_at and alias_moves_updated_at False leave an agent's updated_at alone
-    when its active version is switched or one of its aliases is put or deleted.
+    when its active version is switched or one of its aliases is put or deleted;
+    alias_put_moves_alias_updated_at False leaves an existing alias's own updated_at alone when
+    a PUT re-points it, so a client cannot date the move from the API.
     """
 
     api_key: str | None = "sandbox-key"
@@ -41,6 +43,7 @@ class SandboxConfig:
     token_on_last_page: bool = True
     switch_moves_updated_at: bool = False
     alias_moves_updated_at: bool = False
+    alias_put_moves_alias_updated_at: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

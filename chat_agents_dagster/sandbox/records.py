@@ -30,6 +30,11 @@ FIELD_ORDER = [
 ]
 
 
+def micros_since_epoch(instant: datetime) -> int:
+    """The logical clock's reading at `instant` (an aware datetime)."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
 def format_timestamp(micros: int) -> str:
     return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -190,8 +190,12 @@ def put_alias(req: Request) -> Reply:
     if alias is None:
         raise Invalid(validation_error(["query", "alias"], "missing", "Field required", None))
     try:
-        touch = req.config.alias_moves_updated_at
-        return json_reply(200, req.world.set_alias(req.params["agent_id"], alias, version, touch))
+        touch, restamp = (
+            req.config.alias_moves_updated_at,
+            req.config.alias_put_moves_alias_updated_at,
+        )
+        moved = req.world.set_alias(req.params["agent_id"], alias, version, touch, restamp)
+        return json_reply(200, moved)
     except ValueError as error:
         loc = ["query", "alias"]
         raise Invalid(validation_error(loc, "string_pattern_mismatch", str(error), alias)) from None

@@ -5,11 +5,18 @@ import json
 import random
 import re
 import threading
+from datetime import datetime
 from typing import Any, TypeVar
 
 from chat_agents_dagster.sandbox import content
 from chat_agents_dagster.sandbox.generate import generate_records
-from chat_agents_dagster.sandbox.records import JSON, AgentRecord, Clock, arrange
+from chat_agents_dagster.sandbox.records import (
+    JSON,
+    AgentRecord,
+    Clock,
+    arrange,
+    micros_since_epoch,
+)
 
 ALIAS_PATTERN = re.compile(r"^[a-z]([a-z0-9_-]*[a-z0-9])?$")
 _SERVER_OWNED = frozenset({"id", "object", "version", "versions", "created_at", "updated_at"})
@@ -178,6 +185,12 @@ class World:
     def _now(self) -> str:
         return self._clock.advance(_MUTATION_TICK_US)
 
+    def advance_to(self, instant: datetime) -> None:
+        """Moves the logical clock on to `instant` (never back), so that the next mutations are
+        stamped just after it: a test compares the API's times with a run's."""
+        with self._lock:
+            self._clock.micros = max(self._clock.micros, micros_since_epoch(instant))
+
     def create_agent(self, **fields: Any) -> JSON:
         """A new agent at version 0; `model` and `name` are required, unknown fields are kept."""
         if not isinstance(fields.get("model"), str) or not isinstance(fields.get("name"), str):
@@ -252,8 +265,12 @@ class World:
                 record.updated_at = stamp
             return _copy(record.as_served())
 
-    def set_alias(self, agent_id: str, alias: str, version: int, touch: bool = False) -> JSON:
-        """Create or re-point an alias; the agent's `updated_at` moves only with `touch`."""
+    def set_alias(
+        self, agent_id: str, alias: str, version: int, touch: bool = False, restamp: bool = True
+    ) -> JSON:
+        """Create or re-point an alias; the agent's `updated_at` moves only with `touch`. Whether
+        re-pointing moves the alias's own `updated_at` is not documented either: only with
+        `restamp`."""
         if len(alias) > 64 or not ALIAS_PATTERN.match(alias):
             raise ValueError(f"alias must match {ALIAS_PATTERN.pattern} (1..64 chars)")
         with self._lock:
@@ -261,12 +278,12 @@ class World:
             if not 0 <= version < len(record.snapshots):
                 raise NotFoundError(f"Version {version} of agent {agent_id} not found")
             stamp = self._now()
-            created = record.aliases.get(alias, {}).get("created_at", stamp)
+            existing = record.aliases.get(alias, {})
             record.aliases[alias] = {
                 "alias": alias,
                 "version": version,
-                "created_at": created,
-                "updated_at": stamp,
+                "created_at": existing.get("created_at", stamp),
+                "updated_at": stamp if restamp or not existing else existing["updated_at"],
             }
             if touch:
                 record.updated_at = stamp

@@ -10,6 +10,12 @@ from chat_agents_dagster.source.configuration import (
     ChatAgentsConfigError,
     configured_workspaces,
 )
+from chat_agents_dagster.source.governance.derive import (
+    GOVERNANCE,
+    GovernanceInputMissingError,
+    GovernanceReport,
+    run_governance,
+)
 from chat_agents_dagster.source.lock import (
     LOCK_TIMEOUT_VARIABLE,
     RunLockTimeoutError,
@@ -28,26 +34,31 @@ from chat_agents_dagster.source.run import (
     run_load,
 )
 from chat_agents_dagster.source.stats import RunStats
-from chat_agents_dagster.source.versions import table_code_versions
+from chat_agents_dagster.source.versions import governance_code_version, table_code_versions
 
 __all__ = [
     "ALL_TABLES",
     "DEFAULT_DUCKDB_FILE",
     "FULL_REFRESH_VARIABLE",
+    "GOVERNANCE",
     "LOCK_TIMEOUT_VARIABLE",
     "WORKSPACES_VARIABLE",
     "ApiAuthError",
     "ApiNotFoundError",
     "ChatAgentsConfigError",
     "DuckDbOutOfMemoryError",
+    "GovernanceInputMissingError",
+    "GovernanceReport",
     "LoadReport",
     "RunLockTimeoutError",
     "RunStats",
     "api_outage",
     "chat_agents_source",
     "configured_workspaces",
+    "governance_code_version",
     "make_pipeline",
     "one_run_at_a_time",
+    "run_governance",
     "run_load",
     "source_for_definitions",
     "table_code_versions",

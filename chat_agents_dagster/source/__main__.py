@@ -3,7 +3,8 @@
 python -m chat_agents_dagster.source        (or the console script chat-agents-load)
 
 Every workspace of `CHAT_AGENTS_WORKSPACES` is loaded, one after another (`--workspace` picks
-some); a workspace that fails does not stop the others, and the exit status says one failed.
+some), and its governance tables derived after its load; a workspace that fails does not stop
+the others, and the exit status says one failed.
 """
 
 import argparse
@@ -20,6 +21,7 @@ from chat_agents_dagster.source.configuration import (
     check_workspace_name,
     configured_workspaces,
 )
+from chat_agents_dagster.source.governance.derive import GovernanceReport, run_governance
 from chat_agents_dagster.source.pipeline import make_pipeline
 from chat_agents_dagster.source.run import LoadReport, run_load
 
@@ -65,6 +67,9 @@ def _load(workspace: str, full_refresh: bool, as_json: bool, alone: bool) -> int
         report: LoadReport[LoadInfo] = run_load(
             pipeline, full_refresh=full_refresh, workspace=workspace, alone=alone
         )
+        governance: GovernanceReport = run_governance(
+            workspace, full_refresh=full_refresh, alone=alone
+        )
     except PipelineStepFailed as error:
         notes = "".join(f" {note}" for note in getattr(error, "__notes__", ()))
         sys.stderr.write(
@@ -72,7 +77,7 @@ def _load(workspace: str, full_refresh: bool, as_json: bool, alone: bool) -> int
             f" {_root_cause(error)}{notes}\n"
         )
         return 1
-    stats, rows = report.stats, report.live_rows
+    stats, rows = report.stats, {**report.live_rows, **governance.rows}
 
     destination = pipeline.destination.destination_name
     if as_json:
@@ -88,8 +93,10 @@ def _load(workspace: str, full_refresh: bool, as_json: bool, alone: bool) -> int
     sys.stdout.write(
         f"Loaded workspace {workspace} into {destination} dataset {pipeline.dataset_name}:\n"
     )
-    for table, count in rows.items():
+    for table, count in report.live_rows.items():
         sys.stdout.write(f"  {table:<22} {count:>8} live rows\n")
+    for table, count in governance.rows.items():
+        sys.stdout.write(f"  {table:<22} {count:>8} rows\n")
     agents = stats.agents
     sys.stdout.write(
         f"Agents: {agents.new} new, {agents.changed} changed, {agents.unchanged} unchanged,"

@@ -87,19 +87,20 @@ def duckdb_memory_explained(pipeline: dlt.Pipeline) -> Iterator[None]:
         ) from error
 
 
-def pipeline_name(workspace: str = DEFAULT_WORKSPACE) -> str:
+def pipeline_name(workspace: str = DEFAULT_WORKSPACE, name: str = PIPELINE_NAME) -> str:
     """Each workspace loads through a pipeline of its own, so its own dlt state and run lock;
     the default workspace's keeps the name it had before there were workspaces."""
-    return PIPELINE_NAME if workspace == DEFAULT_WORKSPACE else f"{PIPELINE_NAME}__{workspace}"
+    return name if workspace == DEFAULT_WORKSPACE else f"{name}__{workspace}"
 
 
 def make_pipeline(
     destination: TDestinationReferenceArg = None,
     progress: logging.Logger | None = None,
     workspace: str = DEFAULT_WORKSPACE,
+    name: str = PIPELINE_NAME,
 ) -> dlt.Pipeline:
-    """`workspace`'s pipeline (`chat_agents_pipeline` for the default one) into
-    `chat_agents_data`, which holds every workspace.
+    """`workspace`'s pipeline (`chat_agents_pipeline` for the default one; `name` for another
+    of the project's pipelines) into `chat_agents_data`, which holds every workspace.
 
     With `progress`, dlt's own progress (rows per table while extracting, files normalized, load
     jobs done) goes to that logger every 10 s and at the end of each step, so a long run is not
@@ -124,7 +125,7 @@ def make_pipeline(
     elif isinstance(destination, str) and staging:
         destination = Destination.from_reference(destination, **staging)
     return dlt.pipeline(
-        pipeline_name=pipeline_name(workspace),
+        pipeline_name=pipeline_name(workspace, name),
         destination=destination,
         dataset_name=DATASET_NAME,
         progress=(

@@ -7,7 +7,8 @@ that resource yields), and
 the code every table shares: the rest of resources.py and the source's other modules (the API
 client, row shaping, the record, the run). The command line (`__main__.py`) loads nothing itself
 and is left out. Read from the package's own files when the code location loads: no setting, no
-network.
+network. The governance tables, derived from these, have one version of their own
+(`governance_code_version`), from the governance package, which the five do not share.
 """
 
 import ast
@@ -18,7 +19,7 @@ from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
-from chat_agents_dagster.tables import TABLES, TableSpec
+from chat_agents_dagster.tables import GOVERNANCE_TABLES, TABLES, TableSpec
 
 _SOURCE_DIR = Path(__file__).parent
 _RESOURCES = "resources.py"
@@ -101,3 +102,15 @@ def table_code_versions() -> dict[str, str]:
         if path.name not in _NOT_LOADING_CODE | {_RESOURCES}
     }
     return code_versions((_SOURCE_DIR / _RESOURCES).read_text(), shared)
+
+
+@cache
+def governance_code_version() -> str:
+    """The code version of the governance tables: their package's files and their rows in
+    tables.py."""
+    texts = [
+        f"{path.name}\n{path.read_text()}"
+        for path in sorted((_SOURCE_DIR / "governance").glob("*.py"))
+    ]
+    specs = [json.dumps(asdict(table), sort_keys=True) for table in GOVERNANCE_TABLES]
+    return _digest(*texts, *specs)
