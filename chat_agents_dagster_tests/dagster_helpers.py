@@ -42,6 +42,10 @@ def definitions(**settings: Any) -> dg.Definitions:
 
 
 FULL_REFRESH: dict[str, Any] = {"ops": {"chat_agents_load": {"config": {"full_refresh": True}}}}
+# The load's and the governance tables' full refresh, as chat-agents-load --full-refresh does.
+FULL_REFRESH_ALL: dict[str, Any] = {
+    "ops": {**FULL_REFRESH["ops"], "chat_agents_governance": {"config": {"full_refresh": True}}}
+}
 
 
 def run_job(

@@ -8,7 +8,7 @@ import duckdb
 from dlt.common.schema.utils import has_table_seen_data
 
 from chat_agents_dagster.sandbox import World
-from chat_agents_dagster.tables import DATASET_NAME, DEFAULT_WORKSPACE, TABLES
+from chat_agents_dagster.tables import DATASET_NAME, DEFAULT_WORKSPACE, SOURCE_NAME, TABLES
 from chat_agents_dagster_tests.helpers import query
 
 # The four tables whose rows are whole agents (and so have nested `__tools` and `__versions`).
@@ -149,3 +149,13 @@ def snapshot(database: Path) -> dict[str, list[str]]:
             )
             for (name,) in tables
         }
+
+
+def recorded_loads(database: Path) -> int:
+    """The loads of the agents that the DuckDB file at `database` records (the governance
+    tables' own loads, which follow them, not counted)."""
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute(
+            f"SELECT COUNT(*) FROM {DATASET_NAME}._dlt_loads WHERE schema_name = ?", [SOURCE_NAME]
+        ).fetchall()
+    return int(rows[0][0])

@@ -169,17 +169,28 @@ def check_one_open_row(sql: Sql) -> dg.AssetCheckResult:
 
 
 def check_points_at_version(sql: Sql) -> dg.AssetCheckResult:
-    """Every interval's version is a loaded version of its agent (deleted agents' included)."""
+    """Every interval's version is a loaded version of its agent (deleted agents' included).
+    A full refresh forgets agents deleted before it, as the API no longer lists them, while the
+    history keeps their intervals: those are counted, not failed."""
     check = "points_at_existing_version"
     if absent := table_absent(sql, ALIAS_HISTORY, check, "agent_versions"):
         return absent
     agent_id, alias, version, valid_from = sql.names("agent_id", "alias", "version", "valid_from")
     query = (
         f"SELECT h.{agent_id}, h.{alias}, h.{valid_from}, h.{version}"
-        f" FROM {_every_row(sql, ALIAS_HISTORY)} h LEFT JOIN {_every_row(sql, 'agent_versions')} v"
-        f" ON v.{agent_id} = h.{agent_id} AND v.{version} = h.{version} WHERE v.{version} IS NULL"
+        f" FROM {_of_loaded_agents(sql, ALIAS_HISTORY, True)} h"
+        f" LEFT JOIN {_every_row(sql, 'agent_versions')} v"
+        f" ON v.{agent_id} = h.{agent_id} AND v.{version} = h.{version}"
+        f" WHERE v.{version} IS NULL"
     )
-    return check_result(ALIAS_HISTORY, check, sql.offending(query), ERROR)
+    forgotten = _of_loaded_agents(sql, ALIAS_HISTORY, False)
+    return check_result(
+        ALIAS_HISTORY,
+        check,
+        sql.offending(query),
+        ERROR,
+        intervals_of_agents_no_longer_loaded=sql.count(f"SELECT * FROM {forgotten} f"),
+    )
 
 
 def _consecutive_pairs(sql: Sql) -> str:
@@ -192,13 +203,23 @@ def _consecutive_pairs(sql: Sql) -> str:
     return f"(SELECT * FROM ({lagged}) lagged WHERE {previous} IS NOT NULL)"
 
 
+def _of_loaded_agents(sql: Sql, table: str, loaded: bool) -> str:
+    """The workspace's rows of `table` whose agent agent_versions holds (or, not `loaded`, does
+    not hold any more: a full refresh of the load forgets agents deleted before it, and the
+    governance tables keep their rows), as a subquery."""
+    (agent_id,) = sql.names("agent_id")
+    known = f"{agent_id} IN (SELECT {agent_id} FROM {_every_row(sql, 'agent_versions')} k)"
+    return f"(SELECT * FROM {_every_row(sql, table)} t WHERE {'' if loaded else 'NOT '}{known})"
+
+
 def _pair_check(sql: Sql, check: str, of_changes: bool) -> dg.AssetCheckResult:
     if absent := table_absent(sql, VERSION_CHANGES, check, "agent_versions"):
         return absent
     keys = ("agent_id", "version", "previous_version")
-    changes, pairs = _every_row(sql, VERSION_CHANGES), _consecutive_pairs(sql)
+    changes, pairs = _of_loaded_agents(sql, VERSION_CHANGES, True), _consecutive_pairs(sql)
     left, right = (changes, pairs) if of_changes else (pairs, changes)
     query = rows_missing(sql, left, sql.cols(keys, "l"), right, sql.cols(keys, "r"))
+    forgotten = _of_loaded_agents(sql, VERSION_CHANGES, False)
     return check_result(
         VERSION_CHANGES,
         check,
@@ -206,6 +227,7 @@ def _pair_check(sql: Sql, check: str, of_changes: bool) -> dg.AssetCheckResult:
         ERROR,
         consecutive_pairs=sql.count(f"SELECT * FROM {pairs} p"),
         rows=sql.count(f"SELECT * FROM {changes} c"),
+        rows_of_agents_no_longer_loaded=sql.count(f"SELECT * FROM {forgotten} f"),
     )
 
 
@@ -223,7 +245,10 @@ CheckFn = Callable[[Sql], dg.AssetCheckResult]
 
 
 def _spec(table: str, name: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name=name, asset=table_asset_key(table), description=description)
+    # Blocking, as the load's ERROR checks are: a failed one fails the run, and so alerts.
+    return dg.AssetCheckSpec(
+        name=name, asset=table_asset_key(table), description=description, blocking=True
+    )
 
 
 GOVERNANCE_CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
@@ -260,7 +285,8 @@ GOVERNANCE_CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
         _spec(
             ALIAS_HISTORY,
             "points_at_existing_version",
-            "ERROR: every interval points at a version of its agent that agent_versions holds.",
+            "ERROR: every interval points at a version of its agent that agent_versions holds"
+            " (of agents it still holds: a full refresh forgets agents deleted before it).",
         ),
         check_points_at_version,
     ),
@@ -268,7 +294,8 @@ GOVERNANCE_CHECKS: list[tuple[dg.AssetCheckSpec, CheckFn]] = [
         _spec(
             VERSION_CHANGES,
             "one_row_per_consecutive_pair",
-            "ERROR: every row compares a version with the version loaded just before it.",
+            "ERROR: every row compares a version with the version loaded just before it (rows"
+            " of agents a full refresh forgot are kept, and counted).",
         ),
         check_one_row_per_pair,
     ),

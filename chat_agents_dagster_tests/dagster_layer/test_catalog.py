@@ -14,7 +14,7 @@ from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API_KEY, table_as
 from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.source import table_code_versions
 from chat_agents_dagster.source.versions import code_versions
-from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster.tables import GOVERNANCE_TABLES, TABLES
 from chat_agents_dagster_tests.dagster_helpers import (
     api_observations,
     definitions,
@@ -39,7 +39,8 @@ def test_every_asset_is_owned_by_whom_the_deployment_names() -> None:
     owned = specs(build_definitions(settings))
     unowned = specs(build_definitions(DeploymentSettings.from_env({})))
 
-    assert set(owned) == {MISTRAL_AGENTS_API_KEY, *(table_asset_key(name) for name in NAMES)}
+    tables = [*NAMES, *(table.name for table in GOVERNANCE_TABLES)]
+    assert set(owned) == {MISTRAL_AGENTS_API_KEY, *(table_asset_key(name) for name in tables)}
     assert {key: list(spec.owners) for key, spec in owned.items()} == dict.fromkeys(owned, owners)
     assert all(not spec.owners for spec in unowned.values())
 

@@ -111,6 +111,10 @@ def test_an_alias_to_a_version_that_does_not_exist_fails(
     world = sandbox.world
     aliases = sum(len(world.aliases(agent["id"])) for agent in world.agents())
     assert evaluation.metadata["offending"].value == aliases
+    # The history's open rows still hold where the aliases pointed when loaded.
+    history = failed.pop(("agent_alias_history", "one_open_row_per_live_alias"))
+    assert history.metadata["open_rows_pointing_elsewhere"].value == aliases
+    assert history.metadata["live_aliases_without_one_open_row"].value == 0
     assert failed == {}
 
 
@@ -139,6 +143,45 @@ def test_a_table_that_does_not_exist_fails_its_checks_instead_of_passing(
         evaluation = failed.pop(("agent_aliases", name))
         assert evaluation.severity == ERROR
         assert evaluation.metadata["missing_tables"].value == ["agent_aliases"]
+    history = failed.pop(("agent_alias_history", "one_open_row_per_live_alias"))
+    assert history.metadata["missing_tables"].value == ["agent_aliases"]
+    assert failed == {}
+
+
+def test_overlapping_intervals_of_an_alias_fail_the_history_checks(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    """A second open interval, a second after the first began, for one alias."""
+    corrupt(
+        isolated,
+        "INSERT INTO agent_alias_history SELECT * REPLACE (valid_from + INTERVAL 1 SECOND AS"
+        " valid_from) FROM agent_alias_history WHERE valid_to IS NULL LIMIT 1",
+    )
+    failed = failed_checks(loaded)
+
+    assert failed.pop(("agent_alias_history", "no_overlapping_intervals")).severity == ERROR
+    open_rows = failed.pop(("agent_alias_history", "one_open_row_per_live_alias"))
+    assert open_rows.metadata["live_aliases_without_one_open_row"].value == 1
+    assert failed == {}
+
+
+def test_a_lost_or_misplaced_change_row_fails_the_version_changes_checks(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(
+        isolated,
+        "DELETE FROM agent_version_changes WHERE (agent_id, version) IN"
+        " (SELECT agent_id, version FROM agent_version_changes LIMIT 1)",
+        "UPDATE agent_version_changes SET previous_version = previous_version - 1"
+        " WHERE (agent_id, version) IN"
+        " (SELECT agent_id, version FROM agent_version_changes LIMIT 1)",
+    )
+    failed = failed_checks(loaded)
+
+    missing = failed.pop(("agent_version_changes", "every_version_accounted_for"))
+    assert missing.metadata["offending"].value == 2  # the deleted row, the misplaced one
+    misplaced = failed.pop(("agent_version_changes", "one_row_per_consecutive_pair"))
+    assert misplaced.metadata["offending"].value == 1
     assert failed == {}
 
 

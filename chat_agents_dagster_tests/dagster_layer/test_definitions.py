@@ -18,11 +18,14 @@ import yaml
 from chat_agents_dagster.definitions import build_definitions
 from chat_agents_dagster.defs.deployment import DeploymentSettings
 from chat_agents_dagster.source import chat_agents_source
-from chat_agents_dagster.tables import SOURCE_NAME, TABLES
+from chat_agents_dagster.tables import GOVERNANCE_TABLES, SOURCE_NAME, TABLES
 from chat_agents_dagster_tests.helpers import telemetry_logs
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE_KEYS = {table.name: dg.AssetKey(["chat_agents_data", table.name]) for table in TABLES}
+GOVERNANCE_KEYS = {
+    table.name: dg.AssetKey(["chat_agents_data", table.name]) for table in GOVERNANCE_TABLES
+}
 API = dg.AssetKey(["mistral", "agents_api"])
 
 NO_NETWORK = """
@@ -191,6 +194,8 @@ def test_every_table_is_one_asset_with_its_real_lineage() -> None:
         TABLE_KEYS["agent_versions"]: {TABLE_KEYS["agents"]},
         TABLE_KEYS["agent_aliases"]: {TABLE_KEYS["agents"]},
         TABLE_KEYS["agent_version_detail"]: {TABLE_KEYS["agent_versions"]},
+        GOVERNANCE_KEYS["agent_alias_history"]: {TABLE_KEYS["agent_aliases"]},
+        GOVERNANCE_KEYS["agent_version_changes"]: {TABLE_KEYS["agent_versions"]},
     }
     assert not graph.get(API).is_materializable
 
@@ -213,12 +218,15 @@ def test_asset_specs_carry_group_kinds_table_names_descriptions_and_freshness() 
     assert graph.get(API).group_name == "chat_agents"
 
 
-def test_the_job_materializes_the_five_tables_and_runs_every_check() -> None:
+def test_the_job_materializes_every_table_and_runs_every_check() -> None:
     defs = build_definitions(DeploymentSettings())
     job = defs.resolve_job_def("chat_agents_job")
     graph = defs.resolve_asset_graph()
 
-    assert set(job.asset_layer.executable_asset_keys) == set(TABLE_KEYS.values())
+    assert set(job.asset_layer.executable_asset_keys) == {
+        *TABLE_KEYS.values(),
+        *GOVERNANCE_KEYS.values(),
+    }
     assert set(job.asset_layer.asset_graph.asset_check_keys) == set(graph.asset_check_keys)
     checks = {(key.asset_key.path[-1], key.name) for key in graph.asset_check_keys}
     for table in TABLES:
@@ -228,6 +236,8 @@ def test_the_job_materializes_the_five_tables_and_runs_every_check() -> None:
             assert (table.name, f"references_{reference.table}") in checks
         if table.one_row_per:
             assert (table.name, f"one_row_per_{table.one_row_per}") in checks
+    for table in GOVERNANCE_TABLES:
+        assert (table.name, "primary_key") in checks
 
 
 def test_the_dlt_op_is_in_the_pipeline_pool_so_runs_never_overlap() -> None:
@@ -237,6 +247,8 @@ def test_the_dlt_op_is_in_the_pipeline_pool_so_runs_never_overlap() -> None:
     assert pools == {
         "chat_agents_load": {"chat_agents_pipeline"},
         "chat_agents_checks": {"chat_agents_pipeline"},
+        "chat_agents_governance": {"chat_agents_pipeline"},
+        "chat_agents_governance_checks": {"chat_agents_pipeline"},
     }
 
 

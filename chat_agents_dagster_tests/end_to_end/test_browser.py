@@ -28,9 +28,10 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from chat_agents_dagster.defs.checks import CHECKS
+from chat_agents_dagster.defs.governance import GOVERNANCE_CHECKS
 from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API_KEY, table_asset_key
 from chat_agents_dagster.devtools import dg_dev
-from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster.tables import GOVERNANCE_TABLES, TABLES
 from chat_agents_dagster_tests.helpers import isolate_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,13 +49,19 @@ STOP_TIMEOUT = 90.0
 VIEWPORT: ViewportSize = {"width": 1920, "height": 1080}
 
 # The graph as the settings define it, by the names the UI prints on the nodes: each table under
-# its parent, the first table under the API (an external asset).
+# its parent, the first table under the API (an external asset), the governance tables under
+# the tables they are derived from.
 API_NODE = MISTRAL_AGENTS_API_KEY.path[-1]
-EXPECTED_NODES = {API_NODE, *(table.name for table in TABLES)}
-EXPECTED_EDGES = {(table.parent or API_NODE, table.name) for table in TABLES}
+ALL_TABLES = (*TABLES, *GOVERNANCE_TABLES)
+EXPECTED_NODES = {API_NODE, *(table.name for table in ALL_TABLES)}
+EXPECTED_EDGES = {(table.parent or API_NODE, table.name) for table in ALL_TABLES}
 EXPECTED_CHECKS = {
-    table.name: {spec.name for spec, _ in CHECKS if spec.asset_key == table_asset_key(table.name)}
-    for table in TABLES
+    table.name: {
+        spec.name
+        for spec, _ in (*CHECKS, *GOVERNANCE_CHECKS)
+        if spec.asset_key == table_asset_key(table.name)
+    }
+    for table in ALL_TABLES
 }
 
 # Chromium's flags for a container: no sandbox (it runs as root), no GPU, nothing fetched in the

@@ -1,7 +1,7 @@
 """`dg dev` end to end, as a user runs it: the project as `[tool.dg]` declares it, dagster.yaml,
 a webserver and a daemon, runs launched through GraphQL and so through the run queue.
 
-Proves that the code location loads, that one run materializes the five tables with the lineage
+Proves that the code location loads, that one run materializes every table with the lineage
 the UI draws and passes every asset check, in one process, that `dg dev` reads the
 repository's dagster.yaml with DAGSTER_HOME unset, and that the `chat_agents_pipeline` pool keeps
 two runs from overlapping.
@@ -20,6 +20,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from chat_agents_dagster.defs.assets import POOL
 from chat_agents_dagster.defs.checks import CHECKS
+from chat_agents_dagster.defs.governance import GOVERNANCE_CHECKS
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster_tests.dg_dev_session import (
     JOB,
@@ -51,12 +52,18 @@ EXPECTED_DEPENDENCIES: dict[str, set[str]] = {
     "chat_agents_data/agent_versions": {"chat_agents_data/agents"},
     "chat_agents_data/agent_aliases": {"chat_agents_data/agents"},
     "chat_agents_data/agent_version_detail": {"chat_agents_data/agent_versions"},
+    "chat_agents_data/agent_alias_history": {"chat_agents_data/agent_aliases"},
+    "chat_agents_data/agent_version_changes": {"chat_agents_data/agent_versions"},
 }
 TABLE_KEYS = sorted(set(EXPECTED_DEPENDENCIES) - {API})
 # Every check the code defines, by asset; a check missing from the UI must fail the test, not pass
 # it by absence.
 EXPECTED_CHECKS: dict[str, set[str]] = {
-    key: {spec.name for spec, _ in CHECKS if spec.asset_key.to_user_string() == key}
+    key: {
+        spec.name
+        for spec, _ in (*CHECKS, *GOVERNANCE_CHECKS)
+        if spec.asset_key.to_user_string() == key
+    }
     for key in TABLE_KEYS
 }
 
@@ -77,7 +84,7 @@ ASSETS_QUERY = """
 
 
 def assert_ran_in_one_process(dev: DagsterDev, run_id: str) -> None:
-    """The location's in-process executor: the run worker runs both steps itself, starting no
+    """The location's in-process executor: the run worker runs every step itself, starting no
     process per step (the multiprocess executor reports a step worker starting for each)."""
     events = dev.graphql(LOGS_QUERY, {"runId": run_id})["logsForRun"]["events"]
     kinds = {event["__typename"] for event in events}

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
@@ -22,7 +21,6 @@ from dagster_graphql import DagsterGraphQLClient
 from chat_agents_dagster.defs.checks import CHECKS
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.source import make_pipeline
-from chat_agents_dagster.tables import DATASET_NAME
 from chat_agents_dagster_tests.dg_dev_session import (
     JOB,
     REPO_ROOT,
@@ -39,7 +37,7 @@ from chat_agents_dagster_tests.dg_dev_session import (
     without_dg_telemetry,
 )
 from chat_agents_dagster_tests.helpers import point_at
-from chat_agents_dagster_tests.warehouse import assert_equals_truth
+from chat_agents_dagster_tests.warehouse import assert_equals_truth, recorded_loads
 
 AGENTS = 40
 MAX_RUNTIME_S = 30
@@ -107,12 +105,6 @@ def worker_pid(dev: DagsterDev, run_id: str) -> int:
     found = re.search(r"\(pid: (\d+)\)", event[1])
     assert found, event
     return int(found.group(1))
-
-
-def recorded_loads(database: Path) -> int:
-    with duckdb.connect(str(database), read_only=True) as connection:
-        rows = connection.execute(f"SELECT COUNT(*) FROM {DATASET_NAME}._dlt_loads").fetchall()
-    return int(rows[0][0])
 
 
 def assert_every_check_passed_in(dev: DagsterDev, run_id: str) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 
 from chat_agents_dagster.sandbox import SandboxServer
 from chat_agents_dagster.source import make_pipeline
-from chat_agents_dagster.tables import DATASET_NAME, TABLES
+from chat_agents_dagster.tables import DATASET_NAME, GOVERNANCE_TABLES, SOURCE_NAME, TABLES
 from chat_agents_dagster_tests.dagster_helpers import (
     api_observations,
     check_results,
@@ -137,7 +137,10 @@ def test_a_rerun_on_postgres_merges_the_changes_and_marks_deletions(
         )
     ) == {(dropped["id"], dropped_alias), *gone_aliases}
     # Deleted agents keep their rows, stamped with the time of the load that missed them.
-    load_time = query(pipeline, "SELECT MAX(inserted_at) FROM {dataset}._dlt_loads")[0][0]
+    load_time = query(
+        pipeline,
+        f"SELECT MAX(inserted_at) FROM {{dataset}}._dlt_loads WHERE schema_name = '{SOURCE_NAME}'",
+    )[0][0]
     assert {
         row[0]
         for row in query(
@@ -195,7 +198,9 @@ def test_the_dagster_instance_runs_on_postgres_from_the_shipped_dagster_yaml(
     materialized = {
         dg.AssetKey(json.loads(key)) for kind, key in events if kind == "ASSET_MATERIALIZATION"
     }
-    assert materialized == {dg.AssetKey([DATASET_NAME, table.name]) for table in TABLES}
+    assert materialized == {
+        dg.AssetKey([DATASET_NAME, table.name]) for table in (*TABLES, *GOVERNANCE_TABLES)
+    }
     check_keys = defs.resolve_asset_graph().asset_check_keys
     assert sum(kind == "ASSET_CHECK_EVALUATION" for kind, _ in events) == len(check_keys)
 

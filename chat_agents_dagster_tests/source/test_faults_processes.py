@@ -27,7 +27,7 @@ from chat_agents_dagster.source import make_pipeline
 from chat_agents_dagster.tables import DATASET_NAME
 from chat_agents_dagster_tests.dagster_helpers import check_results, definitions, run_job
 from chat_agents_dagster_tests.helpers import listing_requests, load, point_at
-from chat_agents_dagster_tests.warehouse import assert_equals_truth
+from chat_agents_dagster_tests.warehouse import assert_equals_truth, recorded_loads
 
 LISTING = "GET /v1/agents/pages"
 ALIASES = "GET /v1/agents/{agent_id}/aliases"
@@ -106,12 +106,6 @@ def kill_at_nth_request(
 
     server.on_request(route, hook)
     return killed
-
-
-def recorded_loads(database: Path) -> int:
-    with duckdb.connect(str(database), read_only=True) as connection:
-        rows = connection.execute(f"SELECT COUNT(*) FROM {DATASET_NAME}._dlt_loads").fetchall()
-    return int(rows[0][0])
 
 
 def live_agents(database: Path) -> set[str]:

@@ -11,23 +11,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.source import LOCK_TIMEOUT_VARIABLE, RunLockTimeoutError
-from chat_agents_dagster.tables import DATASET_NAME
 from chat_agents_dagster_tests.helpers import load, point_at
-from chat_agents_dagster_tests.warehouse import assert_equals_truth
+from chat_agents_dagster_tests.warehouse import assert_equals_truth, recorded_loads
 
 LISTING = "GET /v1/agents/pages"
 STOP_TIMEOUT = 60.0
-
-
-def recorded_loads(database: Path) -> int:
-    with duckdb.connect(str(database), read_only=True) as connection:
-        rows = connection.execute(f"SELECT COUNT(*) FROM {DATASET_NAME}._dlt_loads").fetchall()
-    return int(rows[0][0])
 
 
 def test_a_load_gives_up_on_a_lock_another_process_holds_naming_that_process(

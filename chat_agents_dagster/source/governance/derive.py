@@ -292,7 +292,10 @@ def _change_rows(
     warehouse: _Warehouse, pipeline: dlt.Pipeline, exists: bool, full_refresh: bool
 ) -> tuple[list[Row], list[tuple[str, int]]]:
     """(rows to write, keys of rows to delete): a row for each consecutive pair of versions with
-    none yet, or one comparing other versions; rows whose version is gone are deleted."""
+    none yet, or one comparing other versions (every pair, in a full refresh); rows whose version
+    is gone from an agent still loaded are deleted. Rows of agents no longer loaded (a full
+    refresh of the load forgets agents deleted before it) are kept: like the alias history, the
+    API cannot give them back."""
     c = warehouse.c
     pairs = {
         (str(agent_id), int(version)): None if previous is None else int(previous)
@@ -304,7 +307,7 @@ def _change_rows(
         or []
     }
     existing: dict[tuple[str, int], int | None] = {}
-    if exists and not full_refresh:
+    if exists:
         existing = {
             (str(row["agent_id"]), int(row["version"])): row["previous_version"]
             for row in warehouse.select(VERSION_CHANGES, "agent_id, version, previous_version")
@@ -312,9 +315,10 @@ def _change_rows(
     needed = {
         key: previous
         for key, previous in pairs.items()
-        if previous is not None and existing.get(key, -1) != previous
+        if previous is not None and (full_refresh or existing.get(key, -1) != previous)
     }
-    stale = sorted(key for key in existing if pairs.get(key) is None)
+    loaded = {agent_id for agent_id, _ in pairs}
+    stale = sorted(key for key in existing if key[0] in loaded and pairs.get(key) is None)
     if not needed:
         return [], stale
     agents = {agent_id for agent_id, _ in needed}
@@ -336,14 +340,11 @@ def _change_rows(
     return rows, stale
 
 
-def _delete(warehouse: _Warehouse, keys: list[tuple[str, int]], everything: bool) -> None:
-    if not keys and not everything:
+def _delete(warehouse: _Warehouse, keys: list[tuple[str, int]]) -> None:
+    if not keys:
         return
     table, c = warehouse.q(VERSION_CHANGES), warehouse.c
     with warehouse.client.begin_transaction():
-        if everything:
-            warehouse.client.execute_sql(f"DELETE FROM {table} WHERE {warehouse.mine}")
-            return
         for agent_id, version in keys:
             warehouse.client.execute_sql(
                 f"DELETE FROM {table} WHERE {warehouse.mine} AND {c('agent_id')} ="
@@ -423,8 +424,7 @@ def run_governance(
                 rows[VERSION_CHANGES], stale = _change_rows(
                     warehouse, pipeline, exists[VERSION_CHANGES], full_refresh
                 )
-                if exists[VERSION_CHANGES]:
-                    _delete(warehouse, stale, everything=full_refresh)
+                _delete(warehouse, stale)
         to_load = {name: found for name, found in rows.items() if found or not exists[name]}
         if to_load:
             creating = not alone and not all(exists.values())

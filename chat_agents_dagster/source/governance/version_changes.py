@@ -65,7 +65,10 @@ def assemble(roots: Iterable[Row], nested: Mapping[str, Iterable[Row]]) -> dict[
     for root in roots:
         versions[root["_dlt_id"]] = by_id[root["_dlt_id"]] = dict(root)
     for path in sorted(nested, key=lambda p: p.count("__")):
-        name = path.rsplit("__", 1)[-1]
+        # dlt names a nested table after its parent table and the flattened path to the list
+        # (`completion_args__stop` under the root, `tools__function__x` under `tools`).
+        parent = max((p for p in nested if path.startswith(f"{p}__")), key=len, default="")
+        name = path.removeprefix(f"{parent}__") if parent else path
         children: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         for row in nested[path]:
             own = _own(row)
