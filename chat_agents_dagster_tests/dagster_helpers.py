@@ -7,9 +7,14 @@ from typing import Any
 import dagster as dg
 
 from chat_agents_dagster.definitions import build_definitions
+from chat_agents_dagster.defs.checks import CHECKS
 from chat_agents_dagster.defs.deployment import DeploymentSettings
+from chat_agents_dagster.defs.governance import GOVERNANCE_CHECKS
 from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API_KEY, table_asset_key
-from chat_agents_dagster.tables import TABLES
+from chat_agents_dagster.tables import GOVERNANCE_TABLES, TABLES
+
+# Every check the code defines: the loaded tables' and the governance tables'.
+CHECK_SPECS = [spec for spec, _ in (*CHECKS, *GOVERNANCE_CHECKS)]
 
 
 class Clock:
@@ -24,7 +29,7 @@ class Clock:
 
 def materialize_all(instance: dg.DagsterInstance) -> None:
     """Every table materialized now, as a run would record it (no partition)."""
-    for table in TABLES:
+    for table in (*TABLES, *GOVERNANCE_TABLES):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=table_asset_key(table.name))
         )

@@ -31,7 +31,11 @@ def summary(result: dg.ExecuteInProcessResult, seconds: float) -> str:
     )
     lines = [f"chat_agents_job{of} {outcome} in {seconds:.1f} s (run {result.run_id})", ""]
     lines.append(f"  {'table':<40} {'rows':>8}")
-    for event in result.asset_materializations_for_node("chat_agents_load"):
+    events = [
+        *result.asset_materializations_for_node("chat_agents_load"),
+        *result.asset_materializations_for_node("chat_agents_governance"),
+    ]
+    for event in events:
         metadata = {name: value.value for name, value in event.metadata.items()}
         table = str(metadata["dagster/table_name"])
         lines.append(f"  {table:<40} {metadata['dagster/row_count']:>8}")

@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from chat_agents_dagster.defs.checks import CHECKS
-from chat_agents_dagster.defs.governance import GOVERNANCE_CHECKS
 from chat_agents_dagster.defs.translator import MISTRAL_AGENTS_API_KEY, table_asset_key
 from chat_agents_dagster.devtools import dg_dev
 from chat_agents_dagster.tables import GOVERNANCE_TABLES, TABLES
+from chat_agents_dagster_tests.dagster_helpers import CHECK_SPECS
 from chat_agents_dagster_tests.helpers import isolate_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +55,7 @@ ALL_TABLES = (*TABLES, *GOVERNANCE_TABLES)
 EXPECTED_NODES = {API_NODE, *(table.name for table in ALL_TABLES)}
 EXPECTED_EDGES = {(table.parent or API_NODE, table.name) for table in ALL_TABLES}
 EXPECTED_CHECKS = {
-    table.name: {
-        spec.name
-        for spec, _ in (*CHECKS, *GOVERNANCE_CHECKS)
-        if spec.asset_key == table_asset_key(table.name)
-    }
+    table.name: {spec.name for spec in CHECK_SPECS if spec.asset_key == table_asset_key(table.name)}
     for table in ALL_TABLES
 }
 

@@ -19,9 +19,8 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient
 
 from chat_agents_dagster.defs.assets import POOL
-from chat_agents_dagster.defs.checks import CHECKS
-from chat_agents_dagster.defs.governance import GOVERNANCE_CHECKS
 from chat_agents_dagster.sandbox import SandboxServer, World
+from chat_agents_dagster_tests.dagster_helpers import CHECK_SPECS
 from chat_agents_dagster_tests.dg_dev_session import (
     JOB,
     LOGS_QUERY,
@@ -59,11 +58,7 @@ TABLE_KEYS = sorted(set(EXPECTED_DEPENDENCIES) - {API})
 # Every check the code defines, by asset; a check missing from the UI must fail the test, not pass
 # it by absence.
 EXPECTED_CHECKS: dict[str, set[str]] = {
-    key: {
-        spec.name
-        for spec, _ in (*CHECKS, *GOVERNANCE_CHECKS)
-        if spec.asset_key.to_user_string() == key
-    }
+    key: {spec.name for spec in CHECK_SPECS if spec.asset_key.to_user_string() == key}
     for key in TABLE_KEYS
 }
 

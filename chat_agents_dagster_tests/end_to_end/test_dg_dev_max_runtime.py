@@ -18,9 +18,9 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
-from chat_agents_dagster.defs.checks import CHECKS
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.source import make_pipeline
+from chat_agents_dagster_tests.dagster_helpers import CHECK_SPECS
 from chat_agents_dagster_tests.dg_dev_session import (
     JOB,
     REPO_ROOT,
@@ -113,7 +113,7 @@ def assert_every_check_passed_in(dev: DagsterDev, run_id: str) -> None:
         for node in dev.graphql(CHECKS_QUERY)["assetNodes"]
         for check in (node["assetChecksOrError"] or {}).get("checks", [])
     }
-    assert set(outcomes) == {(spec.asset_key.path[-1], spec.name) for spec, _ in CHECKS}
+    assert set(outcomes) == {(spec.asset_key.path[-1], spec.name) for spec in CHECK_SPECS}
     for check, execution in outcomes.items():
         assert execution is not None and execution["runId"] == run_id, (check, execution)
         assert execution["status"] == "SUCCEEDED", (check, execution)
