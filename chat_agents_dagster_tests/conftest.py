@@ -136,6 +136,14 @@ def postgres_warehouse(postgres_database: URL, monkeypatch: pytest.MonkeyPatch) 
     return postgres_database
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, isolated: Path) -> str:
+    """The test runs twice: into DuckDB (the shipped configuration) and into PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_warehouse")
+    return str(request.param)
+
+
 @pytest.fixture
 def world_server(
     start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch

@@ -8,7 +8,9 @@ with app.setup:
     # `pipeline.dataset()`, on the pipeline `chat-agents-load` and the Dagster job load into, so the
     # same settings (DESTINATION_TYPE, DESTINATION__DUCKDB__CREDENTIALS, ...) pick the warehouse.
     # Run from the repository root: `marimo edit notebooks/agents.py` (or `marimo run`).
+    import json
     from collections.abc import Iterable
+    from typing import Any
 
     import altair as alt
     import dlt
@@ -17,6 +19,7 @@ with app.setup:
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     from chat_agents_dagster.source import DEFAULT_DUCKDB_FILE, make_pipeline
+    from chat_agents_dagster.tables import GOVERNANCE_SOURCE_NAME
 
     # Oldest-to-newest version spans up to these lengths are charted per hour, then per day;
     # longer ones per week (weeks start on Monday).
@@ -28,6 +31,38 @@ with app.setup:
         "week": pd.Timedelta(weeks=1),
     }
     POINTS_AT = ["the active version", "an older version", "a newer version"]
+    # What agent_version_changes names, in its order (`kinds`, `<kind>_changed`).
+    CHANGE_KINDS = [
+        "model",
+        "instructions",
+        "description",
+        "tools",
+        "completion_args",
+        "guardrails",
+        "handoffs",
+        "metadata",
+        "other",
+    ]
+    WEEK = pd.Timedelta(weeks=1)
+    # dlt's dataset resolves `*` only over the tables of its own schema: columns by name.
+    CHANGE_COLUMNS = [
+        "workspace",
+        "agent_id",
+        "version",
+        "previous_version",
+        "changed_at",
+        "kinds",
+        *(f"{kind}_changed" for kind in CHANGE_KINDS),
+        "model_before",
+        "model_after",
+        "instructions_similarity",
+        "instructions_chars_before",
+        "instructions_chars_after",
+        "tools_added",
+        "tools_removed",
+        "tools_redefined",
+        "completion_args_changes",
+    ]
 
 
 @app.function
@@ -78,6 +113,78 @@ def count_per_period(created: pd.Series, period: str) -> pd.DataFrame:
     )
 
 
+@app.function
+def decoded(value: Any) -> Any:
+    """A JSON column's value: text on DuckDB, already decoded on other destinations."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@app.function
+def week_of(instants: pd.Series) -> pd.Series:
+    """The Monday (00:00 UTC) of each instant's week."""
+    instants = pd.to_datetime(instants, utc=True)
+    return instants.dt.floor("D") - pd.to_timedelta(instants.dt.day_of_week, unit="D")
+
+
+@app.function
+def changes_per_week(changes: pd.DataFrame) -> pd.DataFrame:
+    """Changes of each kind per week (a version that changed two kinds counts under both)."""
+    columns = ["week_start", "week_end", "kind", "changes"]
+    if changes.empty:
+        return pd.DataFrame(columns=columns)
+    weeks = week_of(changes["changed_at"])
+    counted = pd.concat(
+        [
+            pd.DataFrame(
+                {"week_start": weeks[changes[f"{kind}_changed"].astype(bool)], "kind": kind}
+            )
+            for kind in CHANGE_KINDS
+        ]
+    )
+    if counted.empty:
+        return pd.DataFrame(columns=columns)
+    counted = counted.groupby(["week_start", "kind"]).size().reset_index(name="changes")
+    counted["week_end"] = counted["week_start"] + WEEK
+    return counted[columns].sort_values(["week_start", "kind"], ignore_index=True)
+
+
+@app.function
+def what_changed(row: Any) -> str:
+    """One version's changes in a line: model, tools, completion arguments, instructions..."""
+    parts = []
+    if row.model_changed:
+        parts.append(f"model {row.model_before} -> {row.model_after}")
+    if row.instructions_changed:
+        parts.append(
+            f"instructions edited ({row.instructions_chars_before} -> "
+            f"{row.instructions_chars_after} chars, similarity {row.instructions_similarity:.2f})"
+        )
+    tools = [
+        *(
+            f"+{t['type']}" + (f" {t['name']}" if t["name"] else "")
+            for t in decoded(row.tools_added)
+        ),
+        *(
+            f"-{t['type']}" + (f" {t['name']}" if t["name"] else "")
+            for t in decoded(row.tools_removed)
+        ),
+        *(f"~{t['type']} {t['name']}" for t in decoded(row.tools_redefined)),
+    ]
+    if tools:
+        parts.append("tools " + ", ".join(tools))
+    arguments = [
+        f"{c['key']} {json.dumps(c['from'])} -> {json.dumps(c['to'])}"
+        for c in decoded(row.completion_args_changes)
+    ]
+    if arguments:
+        parts.append("completion args " + ", ".join(arguments))
+    named = {"model", "instructions", "tools", "completion_args"}
+    parts += [
+        kind for kind in CHANGE_KINDS if kind not in named and getattr(row, f"{kind}_changed")
+    ]
+    return "; ".join(parts) or "nothing"
+
+
 @app.cell(hide_code=True)
 def _():
     mo.md(r"""
@@ -95,8 +202,10 @@ def _():
 def _():
     pipeline = make_pipeline()
     dataset = pipeline.dataset()
-    loaded = set(dataset.tables)
-    return dataset, loaded, pipeline
+    # The governance tables are in the same dataset under a schema of their own.
+    governance = pipeline.dataset(schema=GOVERNANCE_SOURCE_NAME)
+    loaded = set(dataset.tables) | set(governance.tables)
+    return dataset, governance, loaded, pipeline
 
 
 @app.cell(hide_code=True)
@@ -372,6 +481,213 @@ def _(dataset: dlt.Dataset, loaded: set[str]):
     )
     mo.vstack([alias_targets_chart, mo.ui.table(aliases, selection=None, page_size=20)])
     return alias_targets, alias_targets_chart, aliases
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    ## An alias over time
+
+    `agent_alias_history` keeps every version an alias has pointed at, with the interval it held
+    (dated by the API's `updated_at` where it tells, by the run that saw the move where it does
+    not; see `docs/governance.md`). Choose an agent and alias: the bars are the versions it
+    pointed at, an open bar runs to now. It starts on the alias that moved most.
+    """)
+    return
+
+
+@app.cell
+def _(governance: dlt.Dataset, loaded: set[str]):
+    alias_history = read(
+        governance,
+        loaded,
+        "SELECT h.workspace, h.agent_id, COALESCE(a.name, h.agent_id) AS agent, h.alias,"
+        " h.version, h.valid_from, h.valid_to, h.valid_from_source, h.valid_to_source"
+        " FROM agent_alias_history AS h LEFT JOIN agents AS a"
+        " ON h.workspace = a.workspace AND h.agent_id = a.id"
+        " ORDER BY h.workspace, h.agent_id, h.alias, h.valid_from",
+        ["agents", "agent_alias_history"],
+        [
+            "workspace",
+            "agent_id",
+            "agent",
+            "alias",
+            "version",
+            "valid_from",
+            "valid_to",
+            "valid_from_source",
+            "valid_to_source",
+        ],
+    )
+    _moves = (
+        alias_history.groupby(["workspace", "agent_id", "agent", "alias"])
+        .size()
+        .reset_index(name="intervals")
+        .sort_values(
+            ["intervals", "workspace", "agent", "alias"],
+            ascending=[False, True, True, True],
+            ignore_index=True,
+        )
+    )
+    _options = {
+        f"{row.agent} · {row.alias} ({row.workspace}, {row.agent_id})": (
+            row.workspace,
+            row.agent_id,
+            row.alias,
+        )
+        for row in _moves.itertuples()
+    }
+    alias_choice = mo.ui.dropdown(
+        options=_options,
+        value=next(iter(_options), None),
+        label="agent and alias",
+        searchable=True,
+    )
+    alias_choice
+    return alias_choice, alias_history
+
+
+@app.cell
+def _(alias_choice: Any, alias_history: pd.DataFrame):
+    _chosen = alias_choice.value or (None, None, None)
+    alias_timeline = alias_history[
+        (alias_history["workspace"] == _chosen[0])
+        & (alias_history["agent_id"] == _chosen[1])
+        & (alias_history["alias"] == _chosen[2])
+    ].reset_index(drop=True)
+    alias_timeline = alias_timeline.assign(
+        valid_from=pd.to_datetime(alias_timeline["valid_from"], utc=True),
+        until=pd.to_datetime(alias_timeline["valid_to"], utc=True).fillna(
+            pd.Timestamp.now(tz="UTC")
+        ),
+        held=["open" if pd.isna(until) else "closed" for until in alias_timeline["valid_to"]],
+    )
+    alias_timeline_chart = (
+        alt.Chart(
+            alias_timeline,
+            title=f"Where {_chosen[2] or 'the alias'} pointed, over time",
+        )
+        .mark_bar(height=14)
+        .encode(
+            x=alt.X("valid_from:T", title="UTC"),
+            x2="until:T",
+            y=alt.Y("version:O", title="version", sort="descending"),
+            color=alt.Color("held:N", title=None, scale=alt.Scale(domain=["closed", "open"])),
+            tooltip=[
+                "version:O",
+                alt.Tooltip("valid_from:T", title="from", format="%Y-%m-%d %H:%M:%S"),
+                alt.Tooltip("valid_to:T", title="to", format="%Y-%m-%d %H:%M:%S"),
+                alt.Tooltip("valid_from_source:N", title="from dated by"),
+                alt.Tooltip("valid_to_source:N", title="to dated by"),
+            ],
+        )
+        .properties(width="container")
+    )
+    alias_timeline_chart
+    return alias_timeline, alias_timeline_chart
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    ## What changed, version by version
+
+    `agent_version_changes` compares each version of an agent with the one before it. For the
+    agent chosen above: which kinds of change each version made (the chart), and the changes
+    themselves (the table).
+    """)
+    return
+
+
+@app.cell
+def _(alias_choice: Any, governance: dlt.Dataset, loaded: set[str]):
+    _chosen = alias_choice.value or (None, None, None)
+    _changes = read(
+        governance,
+        loaded,
+        f"SELECT {', '.join(CHANGE_COLUMNS)} FROM agent_version_changes"
+        " ORDER BY workspace, agent_id, version",
+        ["agent_version_changes"],
+        CHANGE_COLUMNS,
+    )
+    _mine = _changes[(_changes["workspace"] == _chosen[0]) & (_changes["agent_id"] == _chosen[1])]
+    version_changes = pd.DataFrame(
+        {
+            "version": _mine["version"],
+            "previous_version": _mine["previous_version"],
+            "changed_at": _mine["changed_at"],
+            "kinds": _mine["kinds"],
+            "what_changed": [what_changed(row) for row in _mine.itertuples()],
+        }
+    ).reset_index(drop=True)
+    _cells = pd.DataFrame(
+        [
+            {"version": row.version, "kind": kind, "changed": bool(getattr(row, f"{kind}_changed"))}
+            for row in _mine.itertuples()
+            for kind in CHANGE_KINDS
+        ],
+        columns=["version", "kind", "changed"],
+    )
+    changes_by_version_chart = (
+        alt.Chart(_cells, title="Kinds of change by version")
+        .mark_rect(stroke="white")
+        .encode(
+            x=alt.X("version:O", title="version"),
+            y=alt.Y("kind:N", sort=CHANGE_KINDS, title=None),
+            color=alt.Color("changed:N", title="changed", scale=alt.Scale(domain=[False, True])),
+            tooltip=["version:O", "kind:N", "changed:N"],
+        )
+        .properties(width="container")
+    )
+    mo.vstack(
+        [changes_by_version_chart, mo.ui.table(version_changes, selection=None, page_size=20)]
+    )
+    return changes_by_version_chart, version_changes
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    ## Changes per week, by kind
+
+    Versions of live agents by the week they were created (weeks start on Monday, UTC), counted
+    under each kind of change they made: a new model, tools added, removed or redefined,
+    instructions edited, and the rest.
+    """)
+    return
+
+
+@app.cell
+def _(governance: dlt.Dataset, loaded: set[str]):
+    _columns = ["changed_at", *(f"{kind}_changed" for kind in CHANGE_KINDS)]
+    _live_changes = read(
+        governance,
+        loaded,
+        f"SELECT {', '.join(f'c.{name}' for name in _columns)} FROM agent_version_changes AS c"
+        " JOIN agents AS a ON c.workspace = a.workspace AND c.agent_id = a.id"
+        " WHERE a.deleted_at IS NULL",
+        ["agents", "agent_version_changes"],
+        _columns,
+    )
+    weekly_changes = changes_per_week(_live_changes)
+    weekly_changes_chart = (
+        alt.Chart(weekly_changes, title="Changes per week by kind")
+        .mark_bar(stroke="white")
+        .encode(
+            x=alt.X("week_start:T", title="week (UTC)"),
+            x2="week_end:T",
+            y=alt.Y("sum(changes):Q", title="versions", axis=alt.Axis(tickMinStep=1)),
+            color=alt.Color("kind:N", title="kind", scale=alt.Scale(domain=CHANGE_KINDS)),
+            tooltip=[
+                alt.Tooltip("week_start:T", title="week from"),
+                "kind:N",
+                "changes:Q",
+            ],
+        )
+        .properties(width="container")
+    )
+    weekly_changes_chart
+    return weekly_changes, weekly_changes_chart
 
 
 if __name__ == "__main__":

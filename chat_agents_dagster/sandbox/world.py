@@ -186,10 +186,12 @@ class World:
         return self._clock.advance(_MUTATION_TICK_US)
 
     def advance_to(self, instant: datetime) -> None:
-        """Moves the logical clock on to `instant` (never back), so that the next mutations are
-        stamped just after it: a test compares the API's times with a run's."""
+        """Moves the logical clock on (never back) so that the next mutation is stamped 1 µs
+        after `instant`, and the ones after it a tick apart as usual: a test dates a change
+        between two runs it has timed."""
         with self._lock:
-            self._clock.micros = max(self._clock.micros, micros_since_epoch(instant))
+            next_stamp = micros_since_epoch(instant) + 1
+            self._clock.micros = max(self._clock.micros, next_stamp - _MUTATION_TICK_US)
 
     def create_agent(self, **fields: Any) -> JSON:
         """A new agent at version 0; `model` and `name` are required, unknown fields are kept."""

@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -30,13 +29,6 @@ HISTORY = (
     "SELECT alias, version, valid_from, valid_to, valid_from_source, valid_to_source"
     " FROM {dataset}.agent_alias_history ORDER BY alias, valid_from"
 )
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse(request: pytest.FixtureRequest, isolated: Path) -> str:
-    if request.param == "postgres":
-        request.getfixturevalue("postgres_warehouse")
-    return str(request.param)
 
 
 def utc(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """The governance notebook (notebooks/agents.py) runs headless against a real load and pictures
-what the sandbox holds: agents by model, tool types, versions over time, where aliases point."""
+what the sandbox holds: agents by model, tool types, versions over time, where aliases point, an
+alias's history, what changed version by version and changes per week by kind."""
 
 import importlib.util
 import json
@@ -8,15 +9,19 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from chat_agents_dagster.sandbox import SandboxServer, World
 from chat_agents_dagster.source import make_pipeline, run_load
+from chat_agents_dagster_tests.dagster_helpers import definitions, run_job
 from chat_agents_dagster_tests.helpers import load, point_at
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "agents.py"
@@ -131,6 +136,87 @@ def test_the_charts_show_what_the_api_holds_for_live_agents(
     assert defs["live_versions"].versions.sum() == len(created)
 
 
+def api_time(stamp: str) -> pd.Timestamp:
+    return pd.Timestamp(stamp.replace("Z", "+00:00"))
+
+
+def test_an_alias_timeline_the_changes_version_by_version_and_per_week_by_kind(
+    warehouse: str, start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions made in known weeks, each changing one kind of thing, and an alias moved between
+    two runs of the Dagster job: the alias that moved most is shown first, with its intervals;
+    its agent's versions with what each changed; each week's changes under their kind."""
+    world = World()
+    agent = world.create_agent(name="Support", model="mistral-small-latest")["id"]
+    other = world.create_agent(name="Other", model="mistral-small-latest")["id"]
+    weeks = [datetime(2026, 10, day, 9, tzinfo=UTC) for day in (6, 13, 20, 21)]
+    edits: list[tuple[str, dict[str, Any]]] = [
+        ("model", {"model": "mistral-large-latest"}),
+        ("tools", {"tools": [{"type": "web_search"}]}),
+        ("instructions", {"instructions": "Be brief."}),
+        ("instructions", {"instructions": "Be brief and cite sources."}),
+    ]
+    for instant, (_, fields) in zip(weeks, edits, strict=True):
+        world.advance_to(instant)
+        world.update_agent(agent, **fields)
+    first_target = world.set_alias(agent, "production", 1)
+    world.set_alias(other, "canary", 0)
+    point_at(start_sandbox(world), monkeypatch.setenv)
+    defs, instance = definitions(), dg.DagsterInstance.ephemeral()
+    assert run_job(defs, instance).success
+    world.advance_to(datetime.now(UTC))
+    moved = world.set_alias(agent, "production", 3)
+    assert run_job(defs, instance).success
+
+    shown = run_notebook()
+
+    timeline = shown["alias_timeline"]
+    assert (timeline.agent_id.unique().tolist(), timeline.alias.unique().tolist()) == (
+        [agent],
+        ["production"],
+    )
+    assert list(
+        zip(
+            timeline.version,
+            timeline.valid_from,
+            timeline.valid_to.astype(object).where(timeline.valid_to.notna(), None),
+            strict=True,
+        )
+    ) == [
+        (1, api_time(first_target["updated_at"]), api_time(moved["updated_at"])),
+        (3, api_time(moved["updated_at"]), None),
+    ]
+    drawn = chart_rows(shown["alias_timeline_chart"].to_dict())
+    assert [(row["version"], row["held"]) for row in drawn] == [(1, "closed"), (3, "open")]
+
+    changes = shown["version_changes"]
+    assert list(zip(changes.version, changes.previous_version, changes.kinds, strict=True)) == [
+        (n, n - 1, kind) for n, (kind, _) in enumerate(edits, start=1)
+    ]
+    assert changes.what_changed[0] == "model mistral-small-latest -> mistral-large-latest"
+    assert changes.what_changed[1] == "tools +web_search"
+    cells = chart_rows(shown["changes_by_version_chart"].to_dict())
+    assert {(row["version"], row["kind"]) for row in cells if row["changed"]} == {
+        (n, kind) for n, (kind, _) in enumerate(edits, start=1)
+    }
+
+    monday = {
+        instant: pd.Timestamp(instant).normalize() - pd.Timedelta(days=instant.weekday())
+        for instant in weeks
+    }
+    expected = Counter(
+        (monday[instant], kind) for instant, (kind, _) in zip(weeks, edits, strict=True)
+    )
+    weekly = shown["weekly_changes"]
+    assert (
+        dict(zip(zip(weekly.week_start, weekly.kind, strict=True), weekly.changes, strict=True))
+        == expected
+    )
+    assert sum(
+        row["changes"] for row in chart_rows(shown["weekly_changes_chart"].to_dict())
+    ) == len(edits)
+
+
 def test_workspaces_are_shown_side_by_side_and_counted_together(
     sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,6 +293,7 @@ def test_the_notebook_runs_in_marimo_headless_as_a_user_opens_it(
         "Live agents by model",
         "Live agents using each tool type",
         "Versions created per hour",
+        "Changes per week by kind",
     }
     by_model = {row["model"]: row["agents"] for row in chart_rows(charts["Live agents by model"])}
     assert by_model == Counter(agent["model"] for agent in sandbox.world.agents())
@@ -215,13 +302,24 @@ def test_the_notebook_runs_in_marimo_headless_as_a_user_opens_it(
 def test_a_fresh_warehouse_gives_empty_charts_not_errors() -> None:
     defs = run_notebook()
 
-    for name in ("agents_by_model", "tool_types", "versions_over_time", "aliases"):
+    for name in (
+        "agents_by_model",
+        "tool_types",
+        "versions_over_time",
+        "aliases",
+        "alias_timeline",
+        "version_changes",
+        "weekly_changes",
+    ):
         assert defs[name].empty, name
     for name in (
         "agents_by_model_chart",
         "tool_types_chart",
         "versions_over_time_chart",
         "alias_targets_chart",
+        "alias_timeline_chart",
+        "changes_by_version_chart",
+        "weekly_changes_chart",
     ):
         assert chart_rows(defs[name].to_dict()) == [], name
 
