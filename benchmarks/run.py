@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 
 from chat_agents_dagster.sandbox import SandboxConfig, SandboxServer, World
@@ -102,6 +103,7 @@ class Run:
     by_route: dict[str, int] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)  # the JSON the child printed
     error: str | None = None
+    steps: dict[str, float] = field(default_factory=dict)  # a Dagster run's steps, wall s
 
     @property
     def reported_requests(self) -> int | None:
@@ -228,6 +230,18 @@ def spawn_together(
     return [outcomes[proc.pid] for proc, _, _ in procs]
 
 
+def dagster_steps(dagster_home: Path) -> dict[str, float]:
+    """The latest run's steps and their wall time, as the lane's instance recorded them."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.get_run_records(limit=1)
+        if not records:
+            return {}
+        return {
+            stats.step_key: round((stats.end_time or 0) - (stats.start_time or 0), 2)
+            for stats in instance.get_run_step_stats(records[0].dagster_run.run_id)
+        }
+
+
 def run_pipeline(
     lane: Lane,
     server: SandboxServer,
@@ -264,6 +278,7 @@ def run_pipeline(
         by_route=stats["by_route"],
         summary=summary,
         error=error,
+        steps=dagster_steps(lane.dagster_home) if lane.pipeline == DAGSTER else {},
     )
 
 
@@ -432,6 +447,9 @@ def report(scenario: Scenario) -> None:
         fetched = run.summary.get("requests", {}).get("api_rows") or run.summary.get("api_rows")
         if fetched:
             print(f"  {label} fetched {sum(fetched.values())} rows this run: {fetched}")
+        if run.steps:
+            steps = ", ".join(f"{step} {wall:g}" for step, wall in run.steps.items())
+            print(f"  {label} steps, wall s: {steps}")
     for note in scenario.notes:
         print(f"  {note}")
 

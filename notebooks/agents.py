@@ -56,8 +56,8 @@ with app.setup:
         "model_before",
         "model_after",
         "instructions_similarity",
-        "instructions_chars_before",
-        "instructions_chars_after",
+        "instructions_words_added",
+        "instructions_words_removed",
         "tools_added",
         "tools_removed",
         "tools_redefined",
@@ -156,8 +156,9 @@ def what_changed(row: Any) -> str:
         parts.append(f"model {row.model_before} -> {row.model_after}")
     if row.instructions_changed:
         parts.append(
-            f"instructions edited ({row.instructions_chars_before} -> "
-            f"{row.instructions_chars_after} chars, similarity {row.instructions_similarity:.2f})"
+            f"instructions edited (+{row.instructions_words_added}"
+            f" -{row.instructions_words_removed} words, similarity"
+            f" {row.instructions_similarity:.2f})"
         )
     tools = [
         *(

@@ -126,11 +126,16 @@ def test_versions_differing_in_one_thing_each_give_exactly_that_change(
         tools=[lookup],
         completion_args={"stop": ["\n\n"]},
     )["id"]
+    parameters = {"type": "object", "properties": {"order": {"type": "string"}}}
+    redefined = {"type": "function", "function": {**lookup["function"], "parameters": parameters}}
+    appended = "Cite the order number."
     edits: list[tuple[str, dict[str, Any]]] = [
         ("tools", {"tools": [lookup, {"type": "web_search"}]}),
         ("model", {"model": "mistral-large-latest"}),
         ("completion_args", {"completion_args": {"stop": ["END", "\n\n"]}}),
-        ("instructions", {"instructions": "Answer briefly, and cite the order number."}),
+        ("instructions", {"instructions": f"Answer briefly. {appended}"}),
+        ("tools", {"tools": [redefined, {"type": "web_search"}]}),
+        ("metadata", {"metadata": {"team": "orders"}}),
     ]
     for _, fields in edits:
         world.update_agent(agent, **fields)
@@ -139,8 +144,8 @@ def test_versions_differing_in_one_thing_each_give_exactly_that_change(
     materialized = governed(run_job(definitions(), dg.DagsterInstance.ephemeral()))
 
     assert materialized["agent_version_changes"]["rows_written"] == len(edits)
-    flags = [*(kind for kind, _ in edits), "description", "guardrails", "handoffs", "metadata"]
-    flags.append("other")
+    flags = ["model", "instructions", "description", "tools", "completion_args", "guardrails"]
+    flags += ["handoffs", "metadata", "other"]
     changed = rows(
         f"SELECT version, previous_version, kinds, {', '.join(f'{f}_changed' for f in flags)}"
         " FROM {dataset}.agent_version_changes ORDER BY version"
@@ -152,28 +157,68 @@ def test_versions_differing_in_one_thing_each_give_exactly_that_change(
         assert dict(zip(flags, row[3:], strict=True)) == {flag: flag == kind for flag in flags}
 
     versions = world.versions(agent)
+    columns = [
+        "model_before",
+        "model_after",
+        "tools_added",
+        "tools_removed",
+        "tools_redefined",
+        "completion_args_changes",
+        "metadata_changes",
+        "other_fields",
+        "instructions_chars_before",
+        "instructions_chars_after",
+        "instructions_words_added",
+        "instructions_words_removed",
+        "instructions_similarity",
+    ]
     details = query(
         make_pipeline(),
-        "SELECT version, model_before, model_after, tools_added, tools_removed, tools_redefined,"
-        " completion_args_changes, instructions_chars_before, instructions_chars_after,"
-        " instructions_similarity FROM {dataset}.agent_version_changes ORDER BY version",
+        f"SELECT version, {', '.join(columns)} FROM {{dataset}}.agent_version_changes",
     )
+    listed = {"tools_added", "tools_removed", "tools_redefined", "completion_args_changes"}
+    listed |= {"metadata_changes", "other_fields"}
     # JSON columns come back as text from DuckDB and decoded from PostgreSQL.
     by_version = {
-        row[0]: tuple(
-            json.loads(v) if isinstance(v, str) and n in range(2, 6) else v
-            for n, v in enumerate(row[1:])
-        )
+        row[0]: {
+            name: json.loads(value) if name in listed and isinstance(value, str) else value
+            for name, value in zip(columns, row[1:], strict=True)
+        }
         for row in details
     }
-    assert by_version[1][2:5] == ([{"type": "web_search", "name": None}], [], [])
-    assert by_version[2][:2] == (versions[1]["model"], versions[2]["model"])
-    stop = [{"key": "stop", "from": versions[2]["completion_args"]["stop"], "to": ["END", "\n\n"]}]
-    assert by_version[3][5] == stop
+
+    def changes(version: int) -> dict[str, Any]:
+        """The JSON lists of a version's row that are not empty."""
+        return {k: v for k, v in by_version[version].items() if k in listed and v != []}
+
+    assert changes(1) == {"tools_added": [{"type": "web_search", "name": None}]}
+    assert changes(2) == {}
+    assert (by_version[2]["model_before"], by_version[2]["model_after"]) == (
+        versions[1]["model"],
+        versions[2]["model"],
+    )
+    assert changes(3) == {
+        "completion_args_changes": [
+            {"key": "stop", "from": versions[2]["completion_args"]["stop"], "to": ["END", "\n\n"]}
+        ]
+    }
+    assert changes(4) == {}
     before, after = versions[3]["instructions"], versions[4]["instructions"]
-    assert by_version[4][6:8] == (len(before), len(after))
-    assert 0 < by_version[4][8] < 1
-    assert all(by_version[n][8] == 1 for n in (1, 2, 3))
+    instructions = {k: v for k, v in by_version[4].items() if k.startswith("instructions_")}
+    assert instructions.pop("instructions_similarity") < 1
+    assert instructions == {
+        "instructions_chars_before": len(before),
+        "instructions_chars_after": len(after),
+        "instructions_words_added": len(appended.split()),
+        "instructions_words_removed": 0,
+    }
+    assert changes(5) == {
+        "tools_redefined": [
+            {"type": "function", "name": "lookup", "fields": ["function.parameters"]}
+        ]
+    }
+    assert changes(6) == {"metadata_changes": [{"key": "team", "from": None, "to": "orders"}]}
+    assert all(by_version[n]["instructions_similarity"] == 1 for n in by_version if n != 4)
 
 
 def test_an_unchanged_night_writes_nothing_and_asks_the_api_nothing_more(

@@ -9,6 +9,7 @@ reported in `other_fields`, so no change goes unseen.
 
 import difflib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
@@ -16,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 Row = dict[str, Any]
+_WORD = re.compile(r"\S+")
 
 KINDS = (
     "model",
@@ -162,8 +164,18 @@ def _key_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[di
     ]
 
 
-def _similarity(before: str, after: str) -> float:
-    return round(difflib.SequenceMatcher(None, before, after, autojunk=False).ratio(), 4)
+def _instructions(before: str, after: str) -> tuple[float, int, int]:
+    """(similarity 0..1, words added, words removed), compared word by word: a character
+    comparison is quadratic in the text's length, and instructions run to thousands of
+    characters."""
+    matcher = difflib.SequenceMatcher(None, _WORD.findall(before), _WORD.findall(after), False)
+    added = removed = 0
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag in ("replace", "insert"):
+            added += j2 - j1
+        if tag in ("replace", "delete"):
+            removed += i2 - i1
+    return round(matcher.ratio(), 4), added, removed
 
 
 def compare(before: Row, after: Row) -> Row:
@@ -198,6 +210,11 @@ def compare(before: Row, after: Row) -> Row:
         and plain(before.get(key)) != plain(after.get(key))
     )
     instructions_before, instructions_after = before.get("instructions"), after.get("instructions")
+    similarity, words_added, words_removed = (
+        _instructions(instructions_before or "", instructions_after or "")
+        if instructions_before != instructions_after
+        else (1.0, 0, 0)
+    )
     changed = {
         "model": before.get("model") != after.get("model"),
         "instructions": instructions_before != instructions_after,
@@ -217,9 +234,9 @@ def compare(before: Row, after: Row) -> Row:
         **{f"{kind}_changed": changed[kind] for kind in KINDS},
         "model_before": before.get("model"),
         "model_after": after.get("model"),
-        "instructions_similarity": _similarity(instructions_before or "", instructions_after or "")
-        if changed["instructions"]
-        else 1.0,
+        "instructions_similarity": similarity,
+        "instructions_words_added": words_added,
+        "instructions_words_removed": words_removed,
         "instructions_chars_before": len(instructions_before or ""),
         "instructions_chars_after": len(instructions_after or ""),
         "description_before": before.get("description"),
