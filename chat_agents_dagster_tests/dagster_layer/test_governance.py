@@ -115,10 +115,8 @@ def test_versions_differing_in_one_thing_each_give_exactly_that_change(
     warehouse: str, start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World()
-    lookup = {
-        "type": "function",
-        "function": {"name": "lookup", "description": "Finds an order", "parameters": {}},
-    }
+    function: dict[str, Any] = {"name": "lookup", "description": "Finds an order", "parameters": {}}
+    lookup = {"type": "function", "function": function}
     agent = world.create_agent(
         name="Orders",
         model="mistral-small-latest",
@@ -127,7 +125,7 @@ def test_versions_differing_in_one_thing_each_give_exactly_that_change(
         completion_args={"stop": ["\n\n"]},
     )["id"]
     parameters = {"type": "object", "properties": {"order": {"type": "string"}}}
-    redefined = {"type": "function", "function": {**lookup["function"], "parameters": parameters}}
+    redefined = {"type": "function", "function": {**function, "parameters": parameters}}
     appended = "Cite the order number."
     edits: list[tuple[str, dict[str, Any]]] = [
         ("tools", {"tools": [lookup, {"type": "web_search"}]}),
