@@ -12,10 +12,10 @@ from chat_agents_dagster.source.configuration import (
 )
 from chat_agents_dagster.source.governance.derive import (
     GOVERNANCE,
-    GovernanceInputMissingError,
     GovernanceReport,
     run_governance,
 )
+from chat_agents_dagster.source.governance.warehouse import GovernanceInputMissingError
 from chat_agents_dagster.source.lock import (
     LOCK_TIMEOUT_VARIABLE,
     RunLockTimeoutError,
