@@ -219,6 +219,39 @@ def test_versions_differing_in_one_thing_each_give_exactly_that_change(
     assert all(by_version[n]["instructions_similarity"] == 1 for n in by_version if n != 4)
 
 
+def test_a_night_without_the_derivation_is_caught_up_by_the_next_run(
+    warehouse: str, start_sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaded tables were materialized alone one night (or the derivation's step failed):
+    the next run writes what that night missed, the move dated by the API, the new version
+    compared, and every check passes."""
+    world = World()
+    agent = world.create_agent(name="Support", model="mistral-small-latest")["id"]
+    world.update_agent(agent, instructions="Be brief.")
+    created = world.set_alias(agent, "production", 0)
+    point_at(start_sandbox(world), monkeypatch.setenv)
+    defs, instance = definitions(), dg.DagsterInstance.ephemeral()
+    first = night(defs, instance)
+    world.advance_to(first)
+    moved = world.set_alias(agent, "production", 1)
+    world.update_agent(agent, model="mistral-large-latest")
+    assert run_job(defs, instance, tables=[table.name for table in TABLES]).success
+
+    caught_up = governed(run_job(defs, instance))
+
+    assert caught_up["agent_alias_history"]["rows_written"] == 2  # one interval closed, one opened
+    assert caught_up["agent_version_changes"]["rows_written"] == 1
+    at = api_time
+    assert rows(HISTORY) == [
+        ("production", 0, at(created["updated_at"]), at(moved["updated_at"]), "api", "api"),
+        ("production", 1, at(moved["updated_at"]), None, "api", None),
+    ]
+    assert rows("SELECT version, kinds FROM {dataset}.agent_version_changes ORDER BY version") == [
+        (1, "instructions"),
+        (2, "model"),
+    ]
+
+
 def test_an_unchanged_night_writes_nothing_and_asks_the_api_nothing_more(
     warehouse: str, world_server: SandboxServer
 ) -> None:
