@@ -142,8 +142,8 @@ def governance_source(
                 _rows_or_table(batches, count),
                 name=name,
                 # As the load does on DuckDB: JSON lines, not INSERT statements, which DuckDB
-                # parses at several times the memory (a 6,000-row first derivation peaked at
-                # 522 MiB with them, 186 without). An empty JSON lines file fails to load there.
+                # parses at several times the memory (benchmarks/README.md). An empty JSON lines
+                # file fails to load there.
                 file_format="jsonl" if duckdb and count else "preferred",
                 write_disposition="merge",
                 primary_key=list(spec.primary_key),

@@ -32,7 +32,7 @@ VERSIONS = "agent_versions"
 ALIASES = "agent_aliases"
 # Agents whose versions are read and compared at a time: memory stays flat however many agents
 # a first derivation or a full refresh compares.
-_AGENTS_AT_ONCE = 200
+_AGENTS_AT_ONCE = 100
 Pairs = dict[tuple[str, int], int]  # (agent_id, version) -> the version compared with
 
 
