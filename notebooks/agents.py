@@ -18,7 +18,7 @@ with app.setup:
     import pandas as pd
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-    from chat_agents_dagster.source import DEFAULT_DUCKDB_FILE, make_pipeline
+    from chat_agents_dagster.source import CHANGE_KINDS, DEFAULT_DUCKDB_FILE, make_pipeline
     from chat_agents_dagster.tables import GOVERNANCE_SOURCE_NAME
 
     # Oldest-to-newest version spans up to these lengths are charted per hour, then per day;
@@ -31,18 +31,6 @@ with app.setup:
         "week": pd.Timedelta(weeks=1),
     }
     POINTS_AT = ["the active version", "an older version", "a newer version"]
-    # What agent_version_changes names, in its order (`kinds`, `<kind>_changed`).
-    CHANGE_KINDS = [
-        "model",
-        "instructions",
-        "description",
-        "tools",
-        "completion_args",
-        "guardrails",
-        "handoffs",
-        "metadata",
-        "other",
-    ]
     WEEK = pd.Timedelta(weeks=1)
     # dlt's dataset resolves `*` only over the tables of its own schema: columns by name.
     CHANGE_COLUMNS = [

@@ -15,6 +15,7 @@ from chat_agents_dagster.source.governance.derive import (
     GovernanceReport,
     run_governance,
 )
+from chat_agents_dagster.source.governance.version_changes import KINDS as CHANGE_KINDS
 from chat_agents_dagster.source.governance.warehouse import GovernanceInputMissingError
 from chat_agents_dagster.source.lock import (
     LOCK_TIMEOUT_VARIABLE,
@@ -38,6 +39,7 @@ from chat_agents_dagster.source.versions import governance_code_version, table_c
 
 __all__ = [
     "ALL_TABLES",
+    "CHANGE_KINDS",
     "DEFAULT_DUCKDB_FILE",
     "FULL_REFRESH_VARIABLE",
     "GOVERNANCE",

@@ -165,6 +165,25 @@ def test_overlapping_intervals_of_an_alias_fail_the_history_checks(
     assert failed == {}
 
 
+def test_an_interval_at_a_version_never_loaded_fails_the_history_checks(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
+) -> None:
+    corrupt(
+        isolated,
+        "UPDATE agent_alias_history SET version = 999 WHERE (agent_id, alias) IN"
+        " (SELECT agent_id, alias FROM agent_alias_history LIMIT 1)",
+    )
+    failed = failed_checks(loaded)
+
+    nowhere = failed.pop(("agent_alias_history", "points_at_existing_version"))
+    assert nowhere.severity == ERROR
+    assert nowhere.metadata["offending"].value == 1
+    assert nowhere.metadata["intervals_of_agents_no_longer_loaded"].value == 0
+    open_rows = failed.pop(("agent_alias_history", "one_open_row_per_live_alias"))
+    assert open_rows.metadata["open_rows_pointing_elsewhere"].value == 1
+    assert failed == {}
+
+
 def test_a_lost_or_misplaced_change_row_fails_the_version_changes_checks(
     loaded: tuple[dg.Definitions, dg.DagsterInstance], isolated: Path
 ) -> None:
