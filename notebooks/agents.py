@@ -532,8 +532,14 @@ def _(governance: dlt.Dataset, loaded: set[str]):
         label="agent and alias",
         searchable=True,
     )
-    alias_choice
-    return alias_choice, alias_history
+    # The night in question, in UTC; now by default.
+    night = mo.ui.datetime(
+        value=pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime(),
+        precision="second",
+        label="on (UTC)",
+    )
+    mo.hstack([alias_choice, night], justify="start")
+    return alias_choice, alias_history, night
 
 
 @app.cell
@@ -546,6 +552,7 @@ def _(alias_choice: Any, alias_history: pd.DataFrame):
     ].reset_index(drop=True)
     alias_timeline = alias_timeline.assign(
         valid_from=pd.to_datetime(alias_timeline["valid_from"], utc=True),
+        valid_to=pd.to_datetime(alias_timeline["valid_to"], utc=True),
         until=pd.to_datetime(alias_timeline["valid_to"], utc=True).fillna(
             pd.Timestamp.now(tz="UTC")
         ),
@@ -632,6 +639,52 @@ def _(alias_choice: Any, governance: dlt.Dataset, loaded: set[str]):
         [changes_by_version_chart, mo.ui.table(version_changes, selection=None, page_size=20)]
     )
     return changes_by_version_chart, version_changes
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    ## On the night in question
+
+    The two questions of `docs/governance.md`, for the agent, alias and night chosen above: what
+    the alias pointed at then, and what changed in that version against the one it replaced
+    (every version between the two: a move may skip versions, or go back).
+    """)
+    return
+
+
+@app.cell
+def _(alias_choice: Any, alias_timeline: pd.DataFrame, night: Any, version_changes: pd.DataFrame):
+    _at = pd.Timestamp(night.value or pd.Timestamp.now(tz="UTC").to_pydatetime())
+    _at = _at.tz_localize("UTC") if _at.tzinfo is None else _at.tz_convert("UTC")
+    _held = alias_timeline[
+        (alias_timeline["valid_from"] <= _at)
+        & (alias_timeline["valid_to"].isna() | (alias_timeline["valid_to"] > _at))
+    ]
+    pointed_at = None if _held.empty else int(_held["version"].iloc[0])
+    replaced = None
+    went_live = version_changes.iloc[0:0]
+    if pointed_at is not None:
+        _before = alias_timeline[alias_timeline["valid_from"] < _held["valid_from"].iloc[0]]
+        replaced = None if _before.empty else int(_before["version"].iloc[-1])
+        _low, _high = sorted((pointed_at - 1 if replaced is None else replaced, pointed_at))
+        went_live = version_changes[
+            (version_changes["version"] > _low) & (version_changes["version"] <= _high)
+        ].reset_index(drop=True)
+    _alias = (alias_choice.value or (None, None, "the alias"))[2]
+    if pointed_at is None:
+        _answer = f"On {_at:%Y-%m-%d %H:%M} UTC, {_alias} pointed at no version of this agent."
+    else:
+        _since = _held.iloc[0]
+        _answer = (
+            f"On {_at:%Y-%m-%d %H:%M} UTC, {_alias} pointed at **version {pointed_at}**, since"
+            f" {_since['valid_from']:%Y-%m-%d %H:%M:%S} UTC (dated by"
+            f" {'the API' if _since['valid_from_source'] == 'api' else 'the run that saw it'}),"
+            " replacing"
+            f" {'nothing' if replaced is None else f'version {replaced}'}."
+        )
+    mo.vstack([mo.md(_answer), mo.ui.table(went_live, selection=None)])
+    return pointed_at, replaced, went_live
 
 
 @app.cell(hide_code=True)

@@ -200,6 +200,11 @@ def test_an_alias_timeline_the_changes_version_by_version_and_per_week_by_kind(
         (n, kind) for n, (kind, _) in enumerate(edits, start=1)
     }
 
+    # On the night in question (now, by default): version 3, which replaced 1, with what
+    # versions 2 and 3 changed.
+    assert (shown["pointed_at"], shown["replaced"]) == (3, 1)
+    assert list(shown["went_live"].kinds) == [kind for kind, _ in edits[1:3]]
+
     monday = {
         instant: pd.Timestamp(instant).normalize() - pd.Timedelta(days=instant.weekday())
         for instant in weeks
