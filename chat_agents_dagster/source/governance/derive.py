@@ -115,7 +115,6 @@ class GovernanceReport:
     written: dict[str, int]
     rows: dict[str, int]
     open_intervals: int
-    loaded: bool
 
 
 def _rows_or_table(batches: Iterable[list[Row]], count: int) -> Iterator[Any]:
@@ -214,6 +213,4 @@ def run_governance(
         workspace,
         ", ".join(f"{name} {written[name]} rows written" for name in selected),
     )
-    return GovernanceReport(
-        selected, full_refresh, written, found, open_intervals, loaded=bool(to_load)
-    )
+    return GovernanceReport(selected, full_refresh, written, found, open_intervals)
